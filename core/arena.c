@@ -1,0 +1,74 @@
+// arena.c: chunked bump allocator (see arena.h).
+#include "core/arena.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+
+#define HEADER_BYTES ((sizeof(gvm_arena_block) + GVM_ARENA_ALIGN - 1) / GVM_ARENA_ALIGN * GVM_ARENA_ALIGN)
+
+static gvm_arena_block *block_new(size_t size) {
+    void *mem = NULL;
+    if (posix_memalign(&mem, GVM_ARENA_ALIGN, HEADER_BYTES + size) != 0 || !mem)
+        gvm_fatal(__FILE__, __LINE__, "out of memory: activation arena block of %zu bytes", size);
+    gvm_arena_block *b = mem;
+    b->next = NULL;
+    b->size = size;
+    b->used = 0;
+    return b;
+}
+
+void gvm_arena_init(gvm_arena *arena, size_t initial_bytes) {
+    memset(arena, 0, sizeof *arena);
+    arena->min_block = initial_bytes ? initial_bytes : (size_t)16 << 20;
+}
+
+void gvm_arena_free(gvm_arena *arena) {
+    gvm_arena_block *b = arena->head;
+    while (b) {
+        gvm_arena_block *next = b->next;
+        free(b);
+        b = next;
+    }
+    arena->head = NULL;
+    arena->used = 0;
+}
+
+void *gvm_arena_alloc(gvm_arena *arena, size_t bytes) {
+    size_t need = (bytes + GVM_ARENA_ALIGN - 1) / GVM_ARENA_ALIGN * GVM_ARENA_ALIGN;
+    if (need == 0) need = GVM_ARENA_ALIGN;
+    gvm_arena_block *b = arena->head;
+    if (!b || b->size - b->used < need) {
+        // Grow geometrically so a long step costs O(log n) blocks.
+        size_t size = arena->min_block;
+        if (b && b->size * 2 > size) size = b->size * 2;
+        if (size < need) size = need;
+        gvm_arena_block *nb = block_new(size);
+        nb->next = b;
+        arena->head = b = nb;
+    }
+    void *p = (char *)b + HEADER_BYTES + b->used;
+    b->used += need;
+    arena->used += need;
+    if (arena->used > arena->peak) arena->peak = arena->used;
+    return p;
+}
+
+void *gvm_arena_calloc(gvm_arena *arena, size_t bytes) {
+    void *p = gvm_arena_alloc(arena, bytes);
+    memset(p, 0, bytes);
+    return p;
+}
+
+void gvm_arena_reset(gvm_arena *arena) {
+    gvm_arena_block *b = arena->head;
+    if (b && b->next == NULL && b->size >= arena->peak) {
+        b->used = 0;  // steady state: one block, already big enough
+    } else if (b) {
+        gvm_arena_free(arena);
+        arena->head = block_new(arena->peak > arena->min_block ? arena->peak : arena->min_block);
+    }
+    arena->used = 0;
+}

@@ -1,0 +1,35 @@
+// arena.h: the activation arena, a bump allocator reset after every training step.
+//
+// Every tensor an op produces (its struct and its data), every tape node and every intermediate
+// gradient comes from the context's arena. gvm_arena_reset() frees them all at once. After the first
+// step the arena coalesces into one block as large as the peak, so the steady-state training loop makes
+// no malloc calls at all.
+#ifndef GVM_ARENA_H
+#define GVM_ARENA_H
+
+#include <stddef.h>
+
+#define GVM_ARENA_ALIGN 64  // cache line; also what AVX-512 loads want
+
+typedef struct gvm_arena_block {
+    struct gvm_arena_block *next;
+    size_t size;  // usable bytes after the header
+    size_t used;
+} gvm_arena_block;
+
+typedef struct gvm_arena {
+    gvm_arena_block *head;  // current block (newest first)
+    size_t used;            // bytes handed out since the last reset, over all blocks
+    size_t peak;            // the most ever in use between two resets
+    size_t min_block;       // smallest block to allocate
+} gvm_arena;
+
+void gvm_arena_init(gvm_arena *arena, size_t initial_bytes);
+void gvm_arena_free(gvm_arena *arena);
+// Uninitialised memory, aligned to GVM_ARENA_ALIGN. Aborts when the system is out of memory.
+void *gvm_arena_alloc(gvm_arena *arena, size_t bytes);
+void *gvm_arena_calloc(gvm_arena *arena, size_t bytes);
+// Forget everything allocated since the last reset; keeps one block of at least the peak size.
+void gvm_arena_reset(gvm_arena *arena);
+
+#endif

@@ -1,0 +1,17 @@
+// gvm.h: the whole public API of the core library in one include.
+#ifndef GVM_H
+#define GVM_H
+
+#include "core/arena.h"
+#include "core/autograd.h"
+#include "core/context.h"
+#include "core/dtype.h"
+#include "core/error.h"
+#include "core/half.h"
+#include "core/ops.h"
+#include "core/param_store.h"
+#include "core/rng.h"
+#include "core/safetensors.h"
+#include "core/tensor.h"
+
+#endif
