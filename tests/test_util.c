@@ -244,7 +244,7 @@ bool test_golden_op(const char *rel_path, test_forward_fn fn, double atol, doubl
         size_t len = comma ? (size_t)(comma - s) : strlen(s);
         GVM_CHECK(n_in < GVM_NODE_MAX_INPUTS + 2, "too many golden inputs");
         snprintf(in_names[n_in], sizeof in_names[0], "%.*s", (int)len, s);
-        char key[160];
+        char key[640];
         snprintf(key, sizeof key, "in.%s", in_names[n_in]);
         if (gvm_safetensors_find(st, key)) {
             in[n_in] = load_required(st, key);
@@ -276,7 +276,7 @@ bool test_golden_op(const char *rel_path, test_forward_fn fn, double atol, doubl
         gvm_backward_with_grad(ctx, out, gout->data);
         for (int i = 0; i < n_in; i++) {
             if (!in[i] || !in[i]->requires_grad) continue;
-            char key[160];
+            char key[640];
             snprintf(key, sizeof key, "grad.%s", in_names[i]);
             gvm_tensor *eg = load_required(st, key);
             snprintf(label, sizeof label, "%s: grad.%s", rel_path, in_names[i]);

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "core/cpu/gemm.h"
+#include "core/dispatch.h"
 #include "core/error.h"
 #include "core/ops.h"
 
@@ -13,8 +14,24 @@ typedef struct {
 
 static void matmul_backward(gvm_ctx *ctx, gvm_node *node);
 
-// Forward and backward both reduce to strided batched GEMMs; only the CPU backend exists so far, so the
-// kernel calls go straight to core/cpu/gemm.c (the CUDA issue adds a dispatch on a->device here).
+// Forward and backward all reduce to strided batched GEMMs, so one kernel table serves both.
+typedef void (*sgemm_batched_fn)(int64_t batch, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                                 float alpha, const float *A, int64_t lda, int64_t stride_a, const float *B,
+                                 int64_t ldb, int64_t stride_b, float beta, float *C, int64_t ldc, int64_t stride_c);
+static const sgemm_batched_fn k_gemm[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_sgemm_batched};
+
+// One GEMM on `device` (a batch of one).
+static void gemm(gvm_device device, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float *A,
+                 int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    GVM_DISPATCH(k_gemm, device, "matmul")(1, trans_a, trans_b, M, N, K, 1.0f, A, lda, 0, B, ldb, 0, beta, C, ldc, 0);
+}
+
+static void gemm_batched(gvm_device device, int64_t batch, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                         float alpha, const float *A, int64_t lda, int64_t stride_a, const float *B, int64_t ldb,
+                         int64_t stride_b, float beta, float *C, int64_t ldc, int64_t stride_c) {
+    GVM_DISPATCH(k_gemm, device, "matmul")(batch, trans_a, trans_b, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b,
+                                           beta, C, ldc, stride_c);
+}
 
 gvm_tensor *gvm_matmul(gvm_ctx *ctx, gvm_tensor *a, gvm_tensor *b, bool trans_a, bool trans_b) {
     GVM_CHECK(a->dtype == GVM_F32 && b->dtype == GVM_F32, "matmul: f32 inputs required");
@@ -42,9 +59,9 @@ gvm_tensor *gvm_matmul(gvm_ctx *ctx, gvm_tensor *a, gvm_tensor *b, bool trans_a,
     int64_t lda = trans_a ? M : Ka, ldb = trans_b ? Ka : N;
     if (b_shared && !trans_a) {
         // All batch rows stacked form one [batch*M, K] matrix: one large GEMM.
-        gvm_cpu_sgemm(false, trans_b, batch * M, N, Ka, 1.0f, A, lda, B, ldb, 0.0f, C, N);
+        gemm(a->device, false, trans_b, batch * M, N, Ka, A, lda, B, ldb, 0.0f, C, N);
     } else {
-        gvm_cpu_sgemm_batched(batch, trans_a, trans_b, M, N, Ka, 1.0f, A, lda, M * Ka, B, ldb, b_shared ? 0 : Ka * N,
+        gemm_batched(a->device, batch, trans_a, trans_b, M, N, Ka, 1.0f, A, lda, M * Ka, B, ldb, b_shared ? 0 : Ka * N,
                               0.0f, C, N, M * N);
     }
     gvm_tensor *inputs[2] = {a, b};
@@ -66,13 +83,13 @@ static void matmul_backward(gvm_ctx *ctx, gvm_node *node) {
         if (!s->trans_a) {
             // dA[M,K] += dC[M,N] op(B)^T
             if (s->b_shared)
-                gvm_cpu_sgemm(false, !s->trans_b, s->batch * M, K, N, 1.0f, dC, N, B, ldb, 1.0f, dA, K);
+                gemm(a->device, false, !s->trans_b, s->batch * M, K, N, dC, N, B, ldb, 1.0f, dA, K);
             else
-                gvm_cpu_sgemm_batched(s->batch, false, !s->trans_b, M, K, N, 1.0f, dC, N, sc, B, ldb, sb, 1.0f, dA, K,
+                gemm_batched(a->device, s->batch, false, !s->trans_b, M, K, N, 1.0f, dC, N, sc, B, ldb, sb, 1.0f, dA, K,
                                       sa);
         } else {
             // A stored [K,M]: dA[K,M] += op(B)[K,N] dC^T
-            gvm_cpu_sgemm_batched(s->batch, s->trans_b, true, K, M, N, 1.0f, B, ldb, sb, dC, N, sc, 1.0f, dA, M, sa);
+            gemm_batched(a->device, s->batch, s->trans_b, true, K, M, N, 1.0f, B, ldb, sb, dC, N, sc, 1.0f, dA, M, sa);
         }
     }
     if (gvm_needs_grad(b)) {
@@ -80,15 +97,15 @@ static void matmul_backward(gvm_ctx *ctx, gvm_node *node) {
         if (s->b_shared && !s->trans_a) {
             // Stacked rows: one GEMM over batch*M.
             if (!s->trans_b)
-                gvm_cpu_sgemm(true, false, K, N, s->batch * M, 1.0f, A, lda, dC, N, 1.0f, dB, N);
+                gemm(a->device, true, false, K, N, s->batch * M, A, lda, dC, N, 1.0f, dB, N);
             else
-                gvm_cpu_sgemm(true, false, N, K, s->batch * M, 1.0f, dC, N, A, lda, 1.0f, dB, K);
+                gemm(a->device, true, false, N, K, s->batch * M, dC, N, A, lda, 1.0f, dB, K);
         } else if (!s->trans_b) {
             // dB[K,N] += op(A)^T dC
-            gvm_cpu_sgemm_batched(s->batch, !s->trans_a, false, K, N, M, 1.0f, A, lda, sa, dC, N, sc, 1.0f, dB, N, sb);
+            gemm_batched(a->device, s->batch, !s->trans_a, false, K, N, M, 1.0f, A, lda, sa, dC, N, sc, 1.0f, dB, N, sb);
         } else {
             // B stored [N,K]: dB[N,K] += dC^T op(A)
-            gvm_cpu_sgemm_batched(s->batch, true, s->trans_a, N, K, M, 1.0f, dC, N, sc, A, lda, sa, 1.0f, dB, K, sb);
+            gemm_batched(a->device, s->batch, true, s->trans_a, N, K, M, 1.0f, dC, N, sc, A, lda, sa, 1.0f, dB, K, sb);
         }
     }
 }
@@ -101,10 +118,10 @@ static void linear_backward(gvm_ctx *ctx, gvm_node *node) {
     int64_t rows = x->numel / in_f;
     const float *dY = node->out->grad->data;  // [rows, out]
     if (gvm_needs_grad(x))  // dX[rows,in] += dY[rows,out] W[out,in]
-        gvm_cpu_sgemm(false, false, rows, in_f, out_f, 1.0f, dY, out_f, w->data, in_f, 1.0f, gvm_grad_data(ctx, x),
+        gemm(x->device, false, false, rows, in_f, out_f, dY, out_f, w->data, in_f, 1.0f, gvm_grad_data(ctx, x),
                       in_f);
     if (gvm_needs_grad(w))  // dW[out,in] += dY^T X
-        gvm_cpu_sgemm(true, false, out_f, in_f, rows, 1.0f, dY, out_f, x->data, in_f, 1.0f, gvm_grad_data(ctx, w),
+        gemm(x->device, true, false, out_f, in_f, rows, dY, out_f, x->data, in_f, 1.0f, gvm_grad_data(ctx, w),
                       in_f);
     if (gvm_needs_grad(bias)) {
         float *db = gvm_grad_data(ctx, bias);
@@ -138,7 +155,7 @@ gvm_tensor *gvm_linear(gvm_ctx *ctx, gvm_tensor *x, gvm_tensor *w, gvm_tensor *b
         for (int64_t r = 0; r < rows; r++) memcpy(Y + r * out_f, bv, (size_t)out_f * sizeof(float));
         beta = 1.0f;
     }
-    gvm_cpu_sgemm(false, true, rows, out_f, in_f, 1.0f, x->data, in_f, w->data, in_f, beta, Y, out_f);
+    gemm(x->device, false, true, rows, out_f, in_f, x->data, in_f, w->data, in_f, beta, Y, out_f);
     gvm_tensor *inputs[3] = {x, w, bias};
     gvm_record(ctx, "linear", linear_backward, out, inputs, 3, 0);
     return out;

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# tools/run-tests.sh: install what the project needs, build, and run the whole test suite with ctest.
+#
+#   tools/run-tests.sh              # Release build in build/, full suite
+#   tools/run-tests.sh --sanitize   # the same suite built with AddressSanitizer + UBSan in build-asan/
+#
+# On a fresh Debian machine (as root) it installs the system packages first (skipped when present).
+# Exits non-zero when anything fails; the last lines are ctest's summary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SANITIZE=0
+for arg in "$@"; do
+  case "$arg" in
+    --sanitize) SANITIZE=1 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    *) echo "run-tests.sh: unknown option '$arg' (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+# ---- system packages -------------------------------------------------------------------------------
+PACKAGES=(build-essential cmake pkg-config libopenblas-openmp-dev libcjson-dev libyaml-dev python3)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "run-tests.sh: missing packages: ${missing[*]} (run as root, or: sudo apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+  echo "run-tests.sh: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Python's safetensors reads the files our C writer makes (an interoperability test). It is small; if
+# pip cannot install it the test reports itself as skipped.
+if command -v python3 >/dev/null && ! python3 -c "import safetensors.numpy, numpy" 2>/dev/null; then
+  python3 -m pip install -q safetensors numpy 2>/dev/null ||
+    echo "run-tests.sh: could not pip-install safetensors/numpy; the Python interop test will be skipped"
+fi
+
+# ---- build and test -----------------------------------------------------------------------------------
+JOBS=$(nproc)
+if ((SANITIZE)); then
+  BUILD=build-asan
+  cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Debug -DGVM_SANITIZE=address,undefined >/dev/null
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+else
+  BUILD=build
+  cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+fi
+cmake --build "$BUILD" -j "$JOBS"
+cd "$BUILD"
+ctest --output-on-failure -j 1
