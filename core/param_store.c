@@ -99,11 +99,30 @@ gvm_status gvm_param_store_save(const gvm_param_store *ps, const char *path, con
     return st;
 }
 
+static gvm_status check_entry(const gvm_safetensors *st, const char *path, const gvm_tensor *t) {
+    const gvm_st_entry *e = gvm_safetensors_find(st, t->name);
+    if (!e) return gvm_error_set(GVM_ERR_NOT_FOUND, "%s: tensor '%s' is missing", path, t->name);
+    bool same = e->ndim == t->ndim;
+    for (int d = 0; same && d < e->ndim; d++) same = e->shape[d] == t->shape[d];
+    if (!same) {
+        char a[128], b[128];
+        return gvm_error_set(GVM_ERR_FORMAT, "%s: tensor '%s' has shape %s, expected %s", path, t->name,
+                             gvm_shape_str(e->ndim, e->shape, a, sizeof a), gvm_shape_str(t->ndim, t->shape, b, sizeof b));
+    }
+    if (!gvm_dtype_is_float(e->dtype))
+        return gvm_error_set(GVM_ERR_FORMAT, "%s: tensor '%s' is %s, expected a float tensor", path, t->name,
+                             gvm_dtype_name(e->dtype));
+    return GVM_OK;
+}
+
 gvm_status gvm_param_store_load(gvm_param_store *ps, const char *path, bool allow_extra) {
     GVM_CHECK(ps->finalized, "load before finalize");
     gvm_safetensors *st = NULL;
     gvm_status status = gvm_safetensors_open(path, &st);
     if (status != GVM_OK) return status;
+    // Validate every parameter before copying any, so a bad file leaves the model as it was.
+    for (int i = 0; i < ps->n_params && status == GVM_OK; i++)
+        status = check_entry(st, path, ps->params[i]);
     for (int i = 0; i < ps->n_params && status == GVM_OK; i++)
         status = gvm_safetensors_read_into(st, ps->params[i]->name, ps->params[i]);
     if (status == GVM_OK && !allow_extra) {

@@ -51,28 +51,36 @@ static gvm_status parse_entry(gvm_safetensors *st, const cJSON *item, size_t dat
         snprintf(msg, sizeof msg, "tensor '%s' has %d dimensions (at most %d)", item->string, e->ndim, GVM_MAX_DIMS);
         return fail_format(st, msg, NULL);
     }
-    int64_t numel = 1;
+    // Bytes the shape needs, with overflow checks: a product that wraps could match the offsets.
+    uint64_t need = gvm_dtype_size(e->dtype);
+    bool overflow = false;
     for (int d = 0; d < e->ndim; d++) {
         const cJSON *dim = cJSON_GetArrayItem(shape, d);
-        if (!cJSON_IsNumber(dim) || dim->valuedouble < 0 || dim->valuedouble > 9e15) {
+        if (!cJSON_IsNumber(dim) || dim->valuedouble < 0 || dim->valuedouble > 9e15 ||
+            dim->valuedouble != (double)(int64_t)dim->valuedouble) {
             snprintf(msg, sizeof msg, "tensor '%s' has a bad shape entry", item->string);
             return fail_format(st, msg, NULL);
         }
         e->shape[d] = (int64_t)dim->valuedouble;
-        numel *= e->shape[d];
+        overflow |= __builtin_mul_overflow(need, (uint64_t)e->shape[d], &need);
+    }
+    if (overflow || need > (uint64_t)INT64_MAX) {
+        snprintf(msg, sizeof msg, "tensor '%s' has a shape too large to address", item->string);
+        return fail_format(st, msg, NULL);
     }
     const cJSON *b = cJSON_GetArrayItem(offs, 0), *en = cJSON_GetArrayItem(offs, 1);
     if (!cJSON_IsNumber(b) || !cJSON_IsNumber(en) || b->valuedouble < 0 || en->valuedouble < b->valuedouble ||
-        en->valuedouble > (double)data_size) {
+        en->valuedouble > (double)data_size || b->valuedouble != (double)(size_t)b->valuedouble ||
+        en->valuedouble != (double)(size_t)en->valuedouble) {
         snprintf(msg, sizeof msg, "tensor '%s' has data_offsets outside the file's %zu data bytes (truncated file?)",
                  item->string, data_size);
         return fail_format(st, msg, NULL);
     }
     size_t begin = (size_t)b->valuedouble, end = (size_t)en->valuedouble;
     e->nbytes = end - begin;
-    if ((uint64_t)numel * gvm_dtype_size(e->dtype) != e->nbytes) {
+    if (need != e->nbytes) {
         snprintf(msg, sizeof msg, "tensor '%s': shape and dtype need %llu bytes, data_offsets give %zu",
-                 item->string, (unsigned long long)((uint64_t)numel * gvm_dtype_size(e->dtype)), e->nbytes);
+                 item->string, (unsigned long long)need, e->nbytes);
         return fail_format(st, msg, NULL);
     }
     return GVM_OK;
@@ -183,7 +191,16 @@ gvm_status gvm_safetensors_read_into(const gvm_safetensors *st, const char *name
     memcpy(src.shape, e->shape, sizeof e->shape);
     src.numel = dst->numel;
     src.data = (void *)e->data;
+    // Files from other writers may place a tensor at an offset that is not a multiple of its element
+    // size; the conversions load whole elements, so give them an aligned copy.
+    void *aligned = NULL;
+    if ((uintptr_t)e->data % gvm_dtype_size(e->dtype) != 0) {
+        aligned = GVM_MALLOC(e->nbytes);
+        memcpy(aligned, e->data, e->nbytes);
+        src.data = aligned;
+    }
     gvm_tensor_copy(dst, &src);
+    free(aligned);
     return GVM_OK;
 }
 
@@ -223,6 +240,7 @@ gvm_st_writer *gvm_st_writer_new(void) {
 void gvm_st_writer_add(gvm_st_writer *w, const char *name, gvm_dtype dtype, int ndim, const int64_t *shape,
                        const void *data) {
     GVM_CHECK(ndim <= GVM_MAX_DIMS, "tensor %s rank %d", name, ndim);
+    for (int i = 0; i < w->n; i++) GVM_CHECK(strcmp(w->entries[i].name, name) != 0, "tensor %s added twice", name);
     if (w->n == w->cap) {
         w->cap = w->cap ? w->cap * 2 : 64;
         w->entries = realloc(w->entries, (size_t)w->cap * sizeof *w->entries);
@@ -264,10 +282,24 @@ static gvm_status write_all(int fd, const void *buf, size_t n, const char *path)
     return GVM_OK;
 }
 
+// Stable: tensors of one element size keep the order they were added in.
+static void sort_by_element_size(gvm_st_writer *w) {
+    for (int i = 1; i < w->n; i++) {
+        writer_entry e = w->entries[i];
+        int j = i;
+        for (; j > 0 && gvm_dtype_size(w->entries[j - 1].dtype) < gvm_dtype_size(e.dtype); j--)
+            w->entries[j] = w->entries[j - 1];
+        w->entries[j] = e;
+    }
+}
+
 gvm_status gvm_st_writer_write(gvm_st_writer *w, const char *path) {
     cJSON *header = cJSON_CreateObject();
     if (cJSON_GetArraySize(w->metadata) > 0)
         cJSON_AddItemToObject(header, "__metadata__", cJSON_Duplicate(w->metadata, 1));
+    // Lay tensors out by decreasing element size (as Python's writer does), so that every tensor's data
+    // starts at a multiple of its element size and readers can use it in place.
+    sort_by_element_size(w);
     size_t offset = 0;
     for (int i = 0; i < w->n; i++) {
         writer_entry *e = &w->entries[i];
