@@ -151,7 +151,19 @@ static double load_as_double(const void *data, gvm_dtype dtype, int64_t i) {
     }
 }
 
+// Integer targets saturate (NaN -> 0): a plain C cast of an out-of-range float is undefined.
+static double clamp_to(double v, double lo, double hi) { return v != v ? 0.0 : v < lo ? lo : v > hi ? hi : v; }
+
 static void store_from_double(void *data, gvm_dtype dtype, int64_t i, double v) {
+    if (gvm_dtype_is_integer(dtype) && dtype != GVM_BOOL) {
+        switch (dtype) {
+        case GVM_I16: v = clamp_to(v, INT16_MIN, INT16_MAX); break;
+        case GVM_I32: v = clamp_to(v, INT32_MIN, INT32_MAX); break;
+        case GVM_I64: v = clamp_to(v, -9223372036854775808.0, 9223372036854774784.0); break;
+        case GVM_U8: v = clamp_to(v, 0, 255); break;
+        default: break;
+        }
+    }
     switch (dtype) {
     case GVM_F32: ((float *)data)[i] = (float)v; break;
     case GVM_F16: ((uint16_t *)data)[i] = gvm_f32_to_f16((float)v); break;
