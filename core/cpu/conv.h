@@ -13,8 +13,8 @@
 #include <stdint.h>
 
 typedef struct gvm_conv1d_geom {
-    int64_t B, Cin, Cout, T, Tout, K;               // T: input length, Tout: output length
-    int64_t stride, padding, dilation, groups;      // already normalised (>= 1, padding >= 0)
+    int64_t B, Cin, Cout, T, Tout, K;           // T: input length, Tout: output length
+    int64_t stride, padding, dilation, groups;  // already normalised (>= 1, padding >= 0)
 } gvm_conv1d_geom;
 
 typedef enum gvm_conv1d_kernel {
@@ -32,14 +32,14 @@ int64_t gvm_cpu_conv1d_scratch_floats(const gvm_conv1d_geom *g, gvm_conv1d_kerne
 void gvm_cpu_conv1d_fwd(const gvm_conv1d_geom *g, const float *x, const float *w, const float *bias, float *y,
                         float *scratch);
 // Accumulates (+=) into dx [B, Cin, T], dw [Cout, Cin/groups, K], db [Cout]; any of them may be NULL.
-void gvm_cpu_conv1d_bwd(const gvm_conv1d_geom *g, const float *x, const float *w, const float *dy, float *dx,
-                        float *dw, float *db, float *scratch);
+void gvm_cpu_conv1d_bwd(const gvm_conv1d_geom *g, const float *x, const float *w, const float *dy, float *dx, float *dw,
+                        float *db, float *scratch);
 
 // y [B, Cout, Tout] = conv_transpose1d(x [B, Cin, T], w [Cin, Cout/groups, K]) + bias [Cout] (may be NULL).
-void gvm_cpu_conv_transpose1d_fwd(const gvm_conv1d_geom *g, const float *x, const float *w, const float *bias,
-                                  float *y, float *scratch);
+void gvm_cpu_conv_transpose1d_fwd(const gvm_conv1d_geom *g, const float *x, const float *w, const float *bias, float *y,
+                                  float *scratch);
 // Accumulates (+=) into dx [B, Cin, T], dw [Cin, Cout/groups, K], db [Cout]; any of them may be NULL.
-void gvm_cpu_conv_transpose1d_bwd(const gvm_conv1d_geom *g, const float *x, const float *w, const float *dy,
-                                  float *dx, float *dw, float *db, float *scratch);
+void gvm_cpu_conv_transpose1d_bwd(const gvm_conv1d_geom *g, const float *x, const float *w, const float *dy, float *dx,
+                                  float *dw, float *db, float *scratch);
 
 #endif

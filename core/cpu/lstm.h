@@ -1,0 +1,27 @@
+// cpu/lstm.h: CPU kernels of one LSTM layer (core/ops/lstm.c): PyTorch's nn.LSTM, batch first, gate
+// order i, f, g, o, zero initial state.
+#ifndef GVM_CPU_LSTM_H
+#define GVM_CPU_LSTM_H
+
+#include <stdint.h>
+
+typedef struct gvm_lstm_dims {
+    int64_t B, T, I, H;  // batch, steps, input features, hidden size
+} gvm_lstm_dims;
+
+// x [B, T, I], w_ih [4H, I], w_hh [4H, H], b_ih [4H] / b_hh [4H] (either may be NULL) ->
+// h [B, T, H]. Also writes what the backward needs: gates [B, T, 4H] (after their activations:
+// sigmoid i, sigmoid f, tanh g, sigmoid o) and cell [B, T, H] (c_t).
+void gvm_cpu_lstm_fwd(const gvm_lstm_dims *d, const float *x, const float *w_ih, const float *w_hh, const float *b_ih,
+                      const float *b_hh, float *h, float *gates, float *cell);
+
+// Floats of scratch gvm_cpu_lstm_bwd needs.
+int64_t gvm_cpu_lstm_bwd_scratch_floats(const gvm_lstm_dims *d);
+
+// Backpropagation through time from dh [B, T, H] (the gradient of h). Accumulates (+=) into dx [B, T, I],
+// dw_ih [4H, I], dw_hh [4H, H], db_ih [4H], db_hh [4H]; any of them may be NULL.
+void gvm_cpu_lstm_bwd(const gvm_lstm_dims *d, const float *x, const float *w_ih, const float *w_hh, const float *h,
+                      const float *gates, const float *cell, const float *dh, float *dx, float *dw_ih, float *dw_hh,
+                      float *db_ih, float *db_hh, float *scratch);
+
+#endif
