@@ -99,10 +99,11 @@ gvm_tensor *gvm_mse_loss(gvm_ctx *ctx, gvm_tensor *a, gvm_tensor *b);  // mean((
 gvm_tensor *gvm_l1_loss(gvm_ctx *ctx, gvm_tensor *a, gvm_tensor *b);   // mean(|a-b|), scalar
 // Over the last dim: x [..., D], weight [D] or NULL, bias [D] or NULL.
 gvm_tensor *gvm_layer_norm(gvm_ctx *ctx, gvm_tensor *x, gvm_tensor *weight, gvm_tensor *bias, float eps);
+// x [..., D], weight [D] or NULL: x * rsqrt(mean(x^2) + eps) * weight (F.rms_norm).
 gvm_tensor *gvm_rms_norm(gvm_ctx *ctx, gvm_tensor *x, gvm_tensor *weight, float eps);
 // x / max(||x||_2, eps) along axis (PyTorch's F.normalize).
 gvm_tensor *gvm_l2_normalize(gvm_ctx *ctx, gvm_tensor *x, int axis, float eps);
-// sum(a*b, axis) / max(||a|| * ||b||, eps) (PyTorch's F.cosine_similarity); a, b same shape.
+// sum(a / max(||a||, eps) * b / max(||b||, eps), axis) (current PyTorch's F.cosine_similarity); a, b same shape.
 gvm_tensor *gvm_cosine_similarity(gvm_ctx *ctx, gvm_tensor *a, gvm_tensor *b, int axis, float eps);
 // Weight normalisation (PyTorch's weight_norm, dim 0): w = g * v / ||v||, norm over all dims but 0.
 // g [O, 1, ..., 1] (v's rank), v [O, ...] -> [O, ...].

@@ -20,12 +20,11 @@ void gvm_cpu_log_softmax_bwd(const float *y, const float *dy, float *dx, int64_t
 // rowmax [N] and logsum [N] = log(sum_c exp(logit - rowmax)), so backward can recompute the softmax
 // without a stored [N, C] probability tensor. They are kept apart, not summed into one log-sum-exp,
 // because with logits near 1e3 one f32 ulp of the sum would already be a 3e-5 relative error in exp().
-void gvm_cpu_cross_entropy_fwd(const float *logits, const int64_t *targets, float *rowmax, float *logsum,
-                               float *loss, int64_t N, int64_t C, int64_t ignore_index);
+void gvm_cpu_cross_entropy_fwd(const float *logits, const int64_t *targets, float *rowmax, float *logsum, float *loss,
+                               int64_t N, int64_t C, int64_t ignore_index);
 // dloss [1] (upstream gradient of the scalar) -> dlogits [N, C] +=
-void gvm_cpu_cross_entropy_bwd(const float *logits, const int64_t *targets, const float *rowmax,
-                               const float *logsum, const float *dloss, float *dlogits, int64_t N, int64_t C,
-                               int64_t ignore_index);
+void gvm_cpu_cross_entropy_bwd(const float *logits, const int64_t *targets, const float *rowmax, const float *logsum,
+                               const float *dloss, float *dlogits, int64_t N, int64_t C, int64_t ignore_index);
 
 // a, b [n] -> loss [1] = mean((a - b)^2)
 void gvm_cpu_mse_loss_fwd(const float *a, const float *b, float *loss, int64_t n);
