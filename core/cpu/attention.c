@@ -17,41 +17,10 @@
 
 #include "core/cpu/gemm.h"
 #include "core/cpu/simd.h"
+#include "core/cpu/vmath.h"
 
 // ---- row kernels ------------------------------------------------------------------------------------------------
 
-// exp(x) for x < 88 (callers pass a score minus its row's max or log-sum-exp, <= 0 up to rounding); inputs
-// below -87.3 and -inf (masked keys) give exactly 0, NaN stays NaN. The same Cephes expf as
-// cpu/softmax.c's exp_nonpos (about 1 ulp), with its selects done on the bits so that GCC vectorises it.
-static inline float exp_nonpos(float x) {
-    const float lo = -87.3f;
-    uint32_t keep = 0u - (uint32_t)(x > lo), xb, lb;  // all ones where x > lo
-    memcpy(&xb, &x, sizeof xb);
-    memcpy(&lb, &lo, sizeof lb);
-    xb = (xb & keep) | (lb & ~keep);
-    float xc;
-    memcpy(&xc, &xb, sizeof xc);
-    float k = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln2), no SSE4.1 needed
-    float r = xc - k * 0.693359375f;                                     // ln2 in two parts: k * hi is exact
-    r = r - k * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * (r * r) + r + 1.0f;
-    int32_t bits = ((int32_t)k + 127) << 23;  // k in -126..126: a normal power of two
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    float e = p * scale;
-    uint32_t eb;
-    memcpy(&eb, &e, sizeof eb);
-    eb &= keep;                                     // x <= lo (or -inf): 0
-    eb |= (0u - (uint32_t)(x != x)) & 0x7fc00000u;  // NaN in, NaN out
-    memcpy(&e, &eb, sizeof e);
-    return e;
-}
 
 // Row sums run in float over blocks of SUM_BLOCK elements (one partial sum per vector lane) and in double
 // across blocks: as accurate as a double sum for long rows, at float speed.
@@ -77,7 +46,7 @@ GVM_VEC_CLONES static float row_softmax(float *s, int64_t lim, int64_t n, const 
         float part = 0.0f;
 #pragma omp simd reduction(+ : part)
         for (int64_t j = j0; j < j1; j++) {
-            float e = exp_nonpos(s[j] - m);
+            float e = gvm_exp_nonpos(s[j] - m);
             s[j] = e;
             part += e;
         }
@@ -97,12 +66,12 @@ GVM_VEC_CLONES static void row_grad(float *s, float *dp, int64_t lim, int64_t n,
         for (int64_t j = 0; j < lim; j++) s[j] += bias[j];
     if (dp) {
         for (int64_t j = 0; j < lim; j++) {
-            float p = exp_nonpos(s[j] - lse);
+            float p = gvm_exp_nonpos(s[j] - lse);
             s[j] = p;
             dp[j] = p * (dp[j] - delta);
         }
     } else {
-        for (int64_t j = 0; j < lim; j++) s[j] = exp_nonpos(s[j] - lse);
+        for (int64_t j = 0; j < lim; j++) s[j] = gvm_exp_nonpos(s[j] - lse);
     }
     if (lim < n) {
         memset(s + lim, 0, (size_t)(n - lim) * sizeof(float));

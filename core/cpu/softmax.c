@@ -1,8 +1,8 @@
 // cpu/softmax.c: softmax, log-softmax and loss kernels on the CPU (see softmax.h).
 //
-// Every row is made numerically safe by subtracting its max before exp(). exp() itself is a local
-// polynomial (exp_nonpos) instead of libm's expf: without -ffast-math GCC cannot vectorise calls to expf,
-// and exp is most of the work in a 2048-way softmax. Row sums are accumulated in float over short blocks
+// Every row is made numerically safe by subtracting its max before exp(). exp() itself is the vectorisable
+// polynomial gvm_exp_nonpos (core/cpu/vmath.h), not libm's expf, which GCC cannot vectorise without
+// -ffast-math; exp is most of the work in a 2048-way softmax. Row sums are accumulated in float over short blocks
 // and in double across them (see SUM_BLOCK).
 #include "core/cpu/softmax.h"
 
@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/cpu/simd.h"
+#include "core/cpu/vmath.h"
 
 // Below this many elements a kernel runs on one thread: waking the pool costs more than it saves.
 #define PAR_MIN_WORK 32768
@@ -18,42 +19,6 @@
 // rows of CHUNK contiguous floats, which vectorises, and the per-position state fits on the stack.
 #define CHUNK 64
 
-// exp(x) for x < 88 (every caller passes x - max <= 0). Cephes' expf: x = k ln2 + r with |r| <= ln2/2,
-// exp(r) by a degree-7 polynomial (about 1 ulp), times 2^k assembled in the exponent bits. Inputs below
-// -87.3 (where exp(x) would be subnormal), and -inf, give 0; NaN stays NaN.
-static inline float exp_nonpos(float x) {
-    const float lo = -87.3f;
-    // Selects are done on the bits: with a plain `x > lo ? x : lo` GCC clones the polynomial into a
-    // branch for the constant lo and then cannot vectorise the loop (-ftrapping-math forbids
-    // if-converting float arithmetic). NaN fails x > lo, so it reaches the int conversion as lo.
-    uint32_t keep = 0u - (uint32_t)(x > lo), xb, lb;  // all ones where x > lo
-    memcpy(&xb, &x, sizeof xb);
-    memcpy(&lb, &lo, sizeof lb);
-    xb = (xb & keep) | (lb & ~keep);
-    float xc;
-    memcpy(&xc, &xb, sizeof xc);
-    // Round x / ln2 to the nearest integer with the 1.5 * 2^23 trick (no floorf: it needs SSE4.1).
-    float k = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    float r = xc - k * 0.693359375f;  // ln2 split in two so that k * hi is exact
-    r = r - k * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * (r * r) + r + 1.0f;
-    int32_t bits = ((int32_t)k + 127) << 23;  // k in -126..126: a normal power of two
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    float e = p * scale;
-    uint32_t eb;
-    memcpy(&eb, &e, sizeof eb);
-    eb &= keep;                                     // x <= lo (or -inf): 0
-    eb |= (0u - (uint32_t)(x != x)) & 0x7fc00000u;  // NaN in, NaN out
-    memcpy(&e, &eb, sizeof e);
-    return e;
-}
 
 // Row sums run in float over blocks of SUM_BLOCK elements (vectorised: one partial sum per lane) and in
 // double across blocks, which keeps long rows as accurate as a double sum at float speed.
@@ -68,13 +33,13 @@ static inline double exp_sum(const float *x, float *y, int64_t n, float m) {
         if (y) {
 #pragma omp simd reduction(+ : b)
             for (int64_t j = j0; j < j1; j++) {
-                float e = exp_nonpos(x[j] - m);
+                float e = gvm_exp_nonpos(x[j] - m);
                 y[j] = e;
                 b += e;
             }
         } else {
 #pragma omp simd reduction(+ : b)
-            for (int64_t j = j0; j < j1; j++) b += exp_nonpos(x[j] - m);
+            for (int64_t j = j0; j < j1; j++) b += gvm_exp_nonpos(x[j] - m);
         }
         s += b;
     }
@@ -138,10 +103,10 @@ GVM_VEC_CLONES static void softmax_cols(const float *x, float *y, int64_t n, int
         const float *xr = x + k * inner + i0;
         float *yr = y + k * inner + i0;
         if (log_out) {
-            for (int64_t c = 0; c < w; c++) s[c] += exp_nonpos(xr[c] - m[c]);
+            for (int64_t c = 0; c < w; c++) s[c] += gvm_exp_nonpos(xr[c] - m[c]);
         } else {
             for (int64_t c = 0; c < w; c++) {
-                float e = exp_nonpos(xr[c] - m[c]);
+                float e = gvm_exp_nonpos(xr[c] - m[c]);
                 yr[c] = e;
                 s[c] += e;
             }
@@ -189,7 +154,7 @@ void gvm_cpu_log_softmax_fwd(const float *x, float *y, int64_t outer, int64_t n,
 GVM_VEC_CLONES static void softmax_bwd_row(const float *y, const float *dy, float *dx, int64_t n, bool log_out) {
     if (log_out) {
         float sf = (float)row_dot(dy, NULL, n);
-        for (int64_t j = 0; j < n; j++) dx[j] += dy[j] - exp_nonpos(y[j]) * sf;
+        for (int64_t j = 0; j < n; j++) dx[j] += dy[j] - gvm_exp_nonpos(y[j]) * sf;
     } else {
         float sf = (float)row_dot(dy, y, n);
         for (int64_t j = 0; j < n; j++) dx[j] += y[j] * (dy[j] - sf);
@@ -213,7 +178,7 @@ GVM_VEC_CLONES static void softmax_bwd_cols(const float *y, const float *dy, flo
         const float *yr = y + k * inner + i0, *gr = dy + k * inner + i0;
         float *dr = dx + k * inner + i0;
         if (log_out)
-            for (int64_t c = 0; c < w; c++) dr[c] += gr[c] - exp_nonpos(yr[c]) * sf[c];
+            for (int64_t c = 0; c < w; c++) dr[c] += gr[c] - gvm_exp_nonpos(yr[c]) * sf[c];
         else
             for (int64_t c = 0; c < w; c++) dr[c] += yr[c] * (gr[c] - sf[c]);
     }
@@ -278,7 +243,7 @@ void gvm_cpu_cross_entropy_fwd(const float *logits, const int64_t *targets, floa
 
 // d[j] += scale * softmax(x)[j], the softmax recomputed from the row's saved max and log-sum.
 GVM_VEC_CLONES static void ce_row_grad(const float *x, float *d, int64_t C, float m, float ls, float scale) {
-    for (int64_t j = 0; j < C; j++) d[j] += scale * exp_nonpos((x[j] - m) - ls);
+    for (int64_t j = 0; j < C; j++) d[j] += scale * gvm_exp_nonpos((x[j] - m) - ls);
 }
 
 void gvm_cpu_cross_entropy_bwd(const float *logits, const int64_t *targets, const float *rowmax, const float *logsum,
