@@ -1,6 +1,6 @@
 // bench_core.c: forward+backward timings of core ops and of a whole transformer block.
 //
-//   OMP_NUM_THREADS=2 build/bench_core [--iters N] [--only NAME]
+//   OMP_NUM_THREADS=2 build/bench_core [--iters N] [--min-ms MS] [--only NAME]
 //
 // Prints one JSON object per line: {"name", "ms" (median), "gflop" (model FLOPs per fwd+bwd, 0 when not
 // GEMM-shaped)} and first a plain sgemm rate measured in the same run, so GEMM-heavy ops can be reported
@@ -236,17 +236,25 @@ static bench_case k_cases[] = {
     {"block d512 h8 T1500 B2", 0, setup_block, run_block, {0}, 0},
 };
 
-static double time_case(bench_case *c, int iters) {
+#define MAX_ITERS 200
+
+// Median of at least `iters` timed runs, more for fast cases (until about `min_ms` of work), after one
+// warm-up run that sizes the arena and faults the pages in.
+static double time_case(bench_case *c, int iters, double min_ms) {
     gvm_ctx *ctx = gvm_ctx_new(1);
-    double times[64];
-    if (iters > 64) iters = 64;
-    for (int it = -1; it < iters; it++) {  // one warm-up run sizes the arena and faults the pages in
+    static double times[MAX_ITERS];
+    for (int it = -1; it < iters; it++) {
         for (int i = 0; i < c->n_in; i++) gvm_zero_grad(c->in[i]);
         double t0 = now_ms();
         gvm_tensor *out = c->run(ctx, c);
         gvm_backward(ctx, out);
         double t1 = now_ms();
-        if (it >= 0) times[it] = t1 - t0;
+        if (it < 0) {
+            int want = (int)(min_ms / (t1 - t0 + 1e-3));
+            if (want > iters) iters = want < MAX_ITERS ? want : MAX_ITERS;
+        } else {
+            times[it] = t1 - t0;
+        }
         gvm_ctx_reset(ctx);
     }
     gvm_ctx_free(ctx);
@@ -275,14 +283,17 @@ static double sgemm_rate(void) {
 
 int main(int argc, char **argv) {
     int iters = 7;
+    double min_ms = 300;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--iters") == 0 && i + 1 < argc)
             iters = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--min-ms") == 0 && i + 1 < argc)
+            min_ms = atof(argv[++i]);
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
             only = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--iters N] [--only SUBSTRING]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--iters N] [--min-ms MS] [--only SUBSTRING]\n", argv[0]);
             return 2;
         }
     }
@@ -294,7 +305,7 @@ int main(int argc, char **argv) {
         bench_case *c = &k_cases[i];
         if (only && !strstr(c->name, only)) continue;
         c->setup(c);
-        double ms = time_case(c, iters);
+        double ms = time_case(c, iters, min_ms);
         printf("{\"name\": \"%s\", \"ms\": %.3f, \"gflop\": %.4f}\n", c->name, ms, c->gflop);
         fflush(stdout);
         for (int j = 0; j < c->n_in; j++) gvm_tensor_free(c->in[j]);
