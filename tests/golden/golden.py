@@ -8,6 +8,7 @@ A case file is a safetensors file with tensors
 and metadata "inputs" (names in call order; an input given as None is passed to the C op as NULL)
 and "params" ("key=value,key=value": whatever the C adapter needs to call the op).
 """
+import json
 import os
 
 import torch
@@ -48,3 +49,17 @@ def save_case(path, inputs, fn, params=None, grad=True, seed=0):
     }
     os.makedirs(os.path.dirname(path), exist_ok=True)
     save_file(tensors, path, metadata=meta)
+    canonicalise_header(path)
+
+
+def canonicalise_header(path):
+    """Rewrite the header with sorted keys: the safetensors writer emits metadata in hash order, so the
+    same case would otherwise give a different file (and a git diff) on every run."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(len(text).to_bytes(8, "little") + text + blob[8 + n:])
