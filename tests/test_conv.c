@@ -100,27 +100,6 @@ static void reference(const conv_case *c, int64_t Tout, const float *x, const fl
                     }
 }
 
-static bool close_to_ref(const char *name, const float *got, const double *ref, int64_t n, double rel) {
-    // Large sums in f32: scale the tolerance by the largest reference value.
-    double mx = 0.0;
-    for (int64_t i = 0; i < n; i++) mx = fmax(mx, fabs(ref[i]));
-    int64_t bad = 0, worst_at = 0;
-    double worst = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        double e = fabs((double)got[i] - ref[i]);
-        if (!(e <= rel * (mx + 1e-30))) {  // NaN counts as bad
-            bad++;
-            if (!(e <= worst)) {
-                worst = e;
-                worst_at = i;
-            }
-        }
-    }
-    return test_check(bad == 0, name, "%lld of %lld values off; worst at %lld: got %.8g ref %.8g (max |ref| %.4g)",
-                      (long long)bad, (long long)n, (long long)worst_at, n ? got[worst_at] : 0.0,
-                      n ? ref[worst_at] : 0.0, mx);
-}
-
 static void reference_case(const conv_case *c) {
     gvm_tensor *in[3];
     make_inputs(c, 21, 0.2f, 7, in);
@@ -140,14 +119,14 @@ static void reference_case(const conv_case *c) {
     int thr = omp_get_max_threads();
     // f32 sums of up to a few thousand terms against double: 1e-5 of the largest value.
     snprintf(name, sizeof name, "reference %s (%d threads): y", c->name, thr);
-    close_to_ref(name, y->data, ry, y->numel, 1e-5);
+    test_close_to_ref_scaled(name, y->data, ry, y->numel, 1e-5);
     snprintf(name, sizeof name, "reference %s (%d threads): dx", c->name, thr);
-    close_to_ref(name, in[0]->grad->data, rdx, in[0]->numel, 1e-5);
+    test_close_to_ref_scaled(name, in[0]->grad->data, rdx, in[0]->numel, 1e-5);
     snprintf(name, sizeof name, "reference %s (%d threads): dw", c->name, thr);
-    close_to_ref(name, in[1]->grad->data, rdw, in[1]->numel, 1e-5);
+    test_close_to_ref_scaled(name, in[1]->grad->data, rdw, in[1]->numel, 1e-5);
     if (in[2]) {
         snprintf(name, sizeof name, "reference %s (%d threads): db", c->name, thr);
-        close_to_ref(name, in[2]->grad->data, rdb, c->Cout, 1e-5);
+        test_close_to_ref_scaled(name, in[2]->grad->data, rdb, c->Cout, 1e-5);
     }
     free(dy);
     free(ry);

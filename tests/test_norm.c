@@ -136,14 +136,6 @@ static void gradcheck_weight_norm(void) {
 
 // ---- references in double --------------------------------------------------------------------------------------
 
-static bool close_to_ref(const char *name, const float *got, const double *ref, int64_t n, double tol) {
-    float *rf = malloc((size_t)(n ? n : 1) * sizeof(float));
-    for (int64_t i = 0; i < n; i++) rf[i] = (float)ref[i];
-    bool ok = test_allclose(name, got, rf, n, tol, tol);
-    free(rf);
-    return ok;
-}
-
 // Layer norm (bias) or RMS norm (!bias) of x [rows, D] with weight w, and every gradient for upstream r.
 static void ref_row_norm(bool layer, const float *x, const float *w, const float *r, int64_t rows, int64_t D,
                          double eps, double *y, double *dx, double *dw, double *db) {
@@ -195,14 +187,14 @@ static void reference_row_norms(int threads) {
         gvm_tensor *out = layer ? gvm_layer_norm(ctx, x, w, b, 1e-5f) : gvm_rms_norm(ctx, x, w, 1e-5f);
         gvm_backward_with_grad(ctx, out, r->data);
         snprintf(name, sizeof name, "%s [300, 130] on %d threads: output", op, threads);
-        close_to_ref(name, out->data, y, rows * D, 1e-5);
+        test_close_to_ref(name, out->data, y, rows * D, 1e-5);
         snprintf(name, sizeof name, "%s [300, 130] on %d threads: grad x", op, threads);
-        close_to_ref(name, x->grad->data, dx, rows * D, 1e-5);
+        test_close_to_ref(name, x->grad->data, dx, rows * D, 1e-5);
         snprintf(name, sizeof name, "%s [300, 130] on %d threads: grad weight", op, threads);
-        close_to_ref(name, w->grad->data, dw, D, 1e-5);
+        test_close_to_ref(name, w->grad->data, dw, D, 1e-5);
         if (layer) {
             snprintf(name, sizeof name, "%s [300, 130] on %d threads: grad bias", op, threads);
-            close_to_ref(name, b->grad->data, db, D, 1e-5);
+            test_close_to_ref(name, b->grad->data, db, D, 1e-5);
         }
         gvm_ctx_free(ctx);
     }
@@ -252,16 +244,16 @@ static void reference_axis_norms(int threads) {
     gvm_tensor *out = gvm_l2_normalize(ctx, a, 1, 1e-12f);
     gvm_backward_with_grad(ctx, out, rv);
     snprintf(name, sizeof name, "l2_normalize [6, 50, 150] axis 1 on %d threads: output", threads);
-    close_to_ref(name, out->data, y, numel, 1e-5);
+    test_close_to_ref(name, out->data, y, numel, 1e-5);
     snprintf(name, sizeof name, "l2_normalize [6, 50, 150] axis 1 on %d threads: grad", threads);
-    close_to_ref(name, a->grad->data, da, numel, 1e-5);
+    test_close_to_ref(name, a->grad->data, da, numel, 1e-5);
     a->requires_grad = false;
     out = gvm_cosine_similarity(ctx, a, b, 1, 1e-8f);
     gvm_backward_with_grad(ctx, out, rv);
     snprintf(name, sizeof name, "cosine_similarity [6, 50, 150] axis 1 on %d threads: output", threads);
-    close_to_ref(name, out->data, cy, m, 1e-5);
+    test_close_to_ref(name, out->data, cy, m, 1e-5);
     snprintf(name, sizeof name, "cosine_similarity [6, 50, 150] axis 1 on %d threads: grad b", threads);
-    close_to_ref(name, b->grad->data, db, numel, 1e-5);
+    test_close_to_ref(name, b->grad->data, db, numel, 1e-5);
     gvm_ctx_free(ctx);
 
     // weight_norm with a as v [300, 150] (K contiguous) and g = 1.5.
@@ -290,11 +282,11 @@ static void reference_axis_norms(int threads) {
     out = gvm_weight_norm(ctx, g, v);
     gvm_backward_with_grad(ctx, out, rv);
     snprintf(name, sizeof name, "weight_norm [300, 150] on %d threads: output", threads);
-    close_to_ref(name, out->data, y, numel, 1e-5);
+    test_close_to_ref(name, out->data, y, numel, 1e-5);
     snprintf(name, sizeof name, "weight_norm [300, 150] on %d threads: grad v", threads);
-    close_to_ref(name, v->grad->data, da, numel, 1e-5);
+    test_close_to_ref(name, v->grad->data, da, numel, 1e-5);
     snprintf(name, sizeof name, "weight_norm [300, 150] on %d threads: grad g", threads);
-    close_to_ref(name, g->grad->data, dg, O, 1e-5);
+    test_close_to_ref(name, g->grad->data, dg, O, 1e-5);
     gvm_ctx_free(ctx);
     free(y);
     free(da);

@@ -135,14 +135,6 @@ static void ref_softmax(const float *x, const float *r, int64_t outer, int64_t n
         }
 }
 
-static bool close_to_ref(const char *name, const float *got, const double *ref, int64_t n, double tol) {
-    float *rf = malloc((size_t)n * sizeof(float));
-    for (int64_t i = 0; i < n; i++) rf[i] = (float)ref[i];
-    bool ok = test_allclose(name, got, rf, n, tol, tol);
-    free(rf);
-    return ok;
-}
-
 // Forward and backward of `op` on heap input x with upstream gradient r; returns the arena output.
 static gvm_tensor *run_with_grad(gvm_ctx *ctx, gvm_tensor **in, const test_params *p, const float *r) {
     for (int i = 0; i < 2; i++) gvm_zero_grad(in[i]);
@@ -177,9 +169,9 @@ static void reference_softmax(int threads) {
             snprintf(name, sizeof name, "%s [%lld, %lld, %lld] x%g on %d threads: output",
                      lo ? "log_softmax" : "softmax", (long long)k->outer, (long long)k->n, (long long)k->inner,
                      k->scale, threads);
-            close_to_ref(name, out->data, y, numel, 1e-5);
+            test_close_to_ref(name, out->data, y, numel, 1e-5);
             strcat(name, " grad");
-            close_to_ref(name, x->grad->data, dx, numel, 1e-5);
+            test_close_to_ref(name, x->grad->data, dx, numel, 1e-5);
             gvm_ctx_free(ctx);
         }
         free(y);
@@ -221,7 +213,7 @@ static void reference_cross_entropy(int threads) {
     float lf = *(float *)out->data, lr = (float)loss;
     test_allclose(name, &lf, &lr, 1, 1e-5, 1e-5);
     snprintf(name, sizeof name, "cross_entropy [%lld, %lld] on %d threads: grad", (long long)N, (long long)C, threads);
-    close_to_ref(name, logits->grad->data, dx, N * C, 1e-6);  // gradients are ~1e-4: absolute 1e-6 is tight
+    test_close_to_ref(name, logits->grad->data, dx, N * C, 1e-6);  // gradients are ~1e-4: absolute 1e-6 is tight
     gvm_ctx_free(ctx);
     free(dx);
     gvm_tensor_free(logits);

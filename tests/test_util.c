@@ -294,3 +294,58 @@ bool test_golden_op(const char *rel_path, test_forward_fn fn, double atol, doubl
     gvm_safetensors_close(st);
     return ok;
 }
+
+// ---- references and accumulation -------------------------------------------------------------------------------
+
+bool test_close_to_ref(const char *name, const float *got, const double *ref, int64_t n, double tol) {
+    float *rf = malloc((size_t)(n ? n : 1) * sizeof(float));
+    for (int64_t i = 0; i < n; i++) rf[i] = (float)ref[i];
+    bool ok = test_allclose(name, got, rf, n, tol, tol);
+    free(rf);
+    return ok;
+}
+
+bool test_close_to_ref_scaled(const char *name, const float *got, const double *ref, int64_t n, double rel) {
+    double mx = 0.0;
+    for (int64_t i = 0; i < n; i++) mx = fmax(mx, fabs(ref[i]));
+    int64_t bad = 0, worst_at = 0;
+    double worst = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        double e = fabs((double)got[i] - ref[i]);
+        if (!(e <= rel * (mx + 1e-30))) {  // NaN counts as bad
+            bad++;
+            if (!(e <= worst)) {
+                worst = e;
+                worst_at = i;
+            }
+        }
+    }
+    return test_check(bad == 0, name, "%lld of %lld values off; worst at %lld: got %.8g ref %.8g (max |ref| %.4g)",
+                      (long long)bad, (long long)n, (long long)worst_at, n ? got[worst_at] : 0.0,
+                      n ? ref[worst_at] : 0.0, mx);
+}
+
+void test_check_accumulates(const char *name, test_forward_fn fn, gvm_tensor **in, int n_in, const char *spec) {
+    test_params p = test_params_parse(spec);
+    for (int i = 0; i < n_in; i++) gvm_zero_grad(in[i]);
+    gvm_ctx *ctx = gvm_ctx_new(1);
+    float *first = NULL;
+    for (int pass = 0; pass < 2; pass++) {
+        gvm_tensor *out = fn(ctx, in, &p);
+        float *seed = malloc((size_t)out->numel * sizeof(float) + 4);
+        for (int64_t i = 0; i < out->numel; i++) seed[i] = 0.5f * (float)(i % 7) - 1.25f;
+        gvm_backward_with_grad(ctx, out, seed);
+        free(seed);
+        if (pass == 0) {
+            first = malloc((size_t)in[0]->numel * sizeof(float) + 4);
+            memcpy(first, in[0]->grad->data, (size_t)in[0]->numel * sizeof(float));
+            for (int64_t i = 0; i < in[0]->numel; i++) first[i] *= 2.0f;
+        }
+        gvm_ctx_reset(ctx);
+    }
+    char label[160];
+    snprintf(label, sizeof label, "%s accumulates into the gradient", name);
+    test_allclose(label, in[0]->grad->data, first, in[0]->numel, 0, 0);
+    free(first);
+    gvm_ctx_free(ctx);
+}

@@ -63,4 +63,14 @@ bool test_allclose(const char *name, const float *actual, const float *expected,
 // metadata "inputs" = comma-separated names in call order, plus the op's parameters as key=value.
 bool test_golden_op(const char *rel_path, test_forward_fn fn, double atol, double rtol);
 
+// ---- references and accumulation -------------------------------------------------------------------------------
+// Compare f32 results with a double-precision reference: |got - ref| <= tol + tol * |ref| elementwise.
+bool test_close_to_ref(const char *name, const float *got, const double *ref, int64_t n, double tol);
+// Compare with a double reference where long f32 sums make per-element relative error meaningless:
+// |got - ref| <= rel * max|ref| for every element (NaN fails).
+bool test_close_to_ref_scaled(const char *name, const float *got, const double *ref, int64_t n, double rel);
+// Backward passes must ADD into input gradients: run forward + backward twice on the same heap leaves
+// (in[0] must require grad) and check in[0]'s gradient is exactly twice the first pass's.
+void test_check_accumulates(const char *name, test_forward_fn fn, gvm_tensor **in, int n_in, const char *spec);
+
 #endif
