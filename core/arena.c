@@ -72,3 +72,20 @@ void gvm_arena_reset(gvm_arena *arena) {
     }
     arena->used = 0;
 }
+
+gvm_arena_mark gvm_arena_save(const gvm_arena *arena) {
+    gvm_arena_mark m = {arena->head, arena->head ? arena->head->used : 0, arena->used};
+    return m;
+}
+
+void gvm_arena_rewind(gvm_arena *arena, gvm_arena_mark mark) {
+    // Blocks made after the mark sit in front of mark.head in the list (newest first).
+    while (arena->head && arena->head != mark.head) {
+        gvm_arena_block *next = arena->head->next;
+        free(arena->head);
+        arena->head = next;
+    }
+    GVM_CHECK(arena->head == mark.head, "gvm_arena_rewind: mark is not from this arena (or was reset)");
+    if (arena->head) arena->head->used = mark.head_used;
+    arena->used = mark.used;
+}

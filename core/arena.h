@@ -32,4 +32,16 @@ void *gvm_arena_calloc(gvm_arena *arena, size_t bytes);
 // Forget everything allocated since the last reset; keeps one block of at least the peak size.
 void gvm_arena_reset(gvm_arena *arena);
 
+// Scratch memory that an op needs only while its kernel runs: take a mark, allocate, run the kernel, then
+// rewind to the mark, which releases everything allocated after it (the peak still counts it, so in the
+// steady state the memory is reused, not returned to the system). Nothing allocated after the mark may
+// still be in use.
+typedef struct gvm_arena_mark {
+    gvm_arena_block *head;
+    size_t head_used;
+    size_t used;
+} gvm_arena_mark;
+gvm_arena_mark gvm_arena_save(const gvm_arena *arena);
+void gvm_arena_rewind(gvm_arena *arena, gvm_arena_mark mark);
+
 #endif

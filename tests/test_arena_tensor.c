@@ -282,8 +282,33 @@ static void test_shape_str_axis(void) {
     gvm_tensor_free(t);
 }
 
+// Scratch taken after a mark is released by the rewind: within a block the next allocation reuses the
+// same address; blocks made after the mark are freed; the peak remembers the scratch.
+static void test_arena_rewind(void) {
+    gvm_arena a;
+    gvm_arena_init(&a, 4096);
+    void *keep = gvm_arena_alloc(&a, 100);
+    gvm_arena_mark m = gvm_arena_save(&a);
+    void *scratch = gvm_arena_alloc(&a, 200);
+    gvm_arena_rewind(&a, m);
+    TEST_CHECK(gvm_arena_alloc(&a, 200) == scratch, "arena rewind reuses", "the rewound memory was not reused");
+    TEST_CHECK(keep != scratch, "arena rewind keeps", "memory before the mark was handed out again");
+    m = gvm_arena_save(&a);
+    size_t used = a.used;
+    gvm_arena_alloc(&a, 1 << 20);  // larger than the block: a new one
+    TEST_CHECK(a.head != m.head, "arena grows past the mark", "no new block");
+    gvm_arena_rewind(&a, m);
+    TEST_CHECK(a.head == m.head && a.used == used, "arena rewind frees new blocks", "head %p used %zu (want %p %zu)",
+               (void *)a.head, a.used, (void *)m.head, used);
+    TEST_CHECK(a.peak >= used + (1 << 20), "arena peak counts scratch", "peak %zu", a.peak);
+    gvm_arena_reset(&a);
+    TEST_CHECK(a.head && a.head->next == NULL && a.head->size >= a.peak, "arena reset after rewind", "not one block");
+    gvm_arena_free(&a);
+}
+
 int main(int argc, char **argv) {
     test_init(argc, argv);
+    test_arena_rewind();
     test_arena_alignment();
     test_arena_steady_state();
     test_tensor_flags();

@@ -63,10 +63,11 @@ static void conv1d_backward(gvm_ctx *ctx, gvm_node *node) {
     float *dw = gvm_needs_grad(w) ? gvm_grad_data(ctx, w) : NULL;        // w's shape
     float *db = gvm_needs_grad(bias) ? gvm_grad_data(ctx, bias) : NULL;  // [Cout]
     if (!dx && !dw && !db) return;
-    // Scratch last: it is dead once the kernel returns (nothing allocated after it outlives it).
+    gvm_arena_mark mark = gvm_arena_save(&ctx->arena);
     float *scratch = scratch_for(ctx, x->device, &s->geom, GVM_CONV1D_BWD, dw != NULL);
     GVM_DISPATCH(k_conv1d_bwd, x->device, "conv1d")
     (&s->geom, x->data, w->data, node->out->grad->data, dx, dw, db, scratch);
+    gvm_arena_rewind(&ctx->arena, mark);  // scratch is dead once the kernel returns
 }
 
 gvm_tensor *gvm_conv1d(gvm_ctx *ctx, gvm_tensor *x, gvm_tensor *w, gvm_tensor *bias, const gvm_conv1d_opts *opts) {
@@ -85,8 +86,10 @@ gvm_tensor *gvm_conv1d(gvm_ctx *ctx, gvm_tensor *x, gvm_tensor *w, gvm_tensor *b
     g.Tout = span / g.stride + 1;
 
     gvm_tensor *out = gvm_tensor_empty(ctx, GVM_F32, 3, (int64_t[]){g.B, g.Cout, g.Tout});  // [B, Cout, Tout]
+    gvm_arena_mark mark = gvm_arena_save(&ctx->arena);
     float *scratch = scratch_for(ctx, x->device, &g, GVM_CONV1D_FWD, false);
     GVM_DISPATCH(k_conv1d_fwd, x->device, "conv1d")(&g, x->data, w->data, bias ? bias->data : NULL, out->data, scratch);
+    gvm_arena_rewind(&ctx->arena, mark);  // scratch is dead once the kernel returns
     gvm_tensor *inputs[3] = {x, w, bias};
     gvm_node *node = gvm_record(ctx, "conv1d", conv1d_backward, out, inputs, 3, sizeof(conv_saved));
     if (node) ((conv_saved *)node->saved)->geom = g;
@@ -102,10 +105,11 @@ static void conv_transpose1d_backward(gvm_ctx *ctx, gvm_node *node) {
     float *dw = gvm_needs_grad(w) ? gvm_grad_data(ctx, w) : NULL;        // w's shape
     float *db = gvm_needs_grad(bias) ? gvm_grad_data(ctx, bias) : NULL;  // [Cout]
     if (!dx && !dw && !db) return;
-    // Scratch last: it is dead once the kernel returns (nothing allocated after it outlives it).
+    gvm_arena_mark mark = gvm_arena_save(&ctx->arena);
     float *scratch = scratch_for(ctx, x->device, &s->geom, GVM_CONV_TRANSPOSE1D_BWD, dw != NULL);
     GVM_DISPATCH(k_conv_transpose1d_bwd, x->device, "conv_transpose1d")
     (&s->geom, x->data, w->data, node->out->grad->data, dx, dw, db, scratch);
+    gvm_arena_rewind(&ctx->arena, mark);  // scratch is dead once the kernel returns
 }
 
 gvm_tensor *gvm_conv_transpose1d(gvm_ctx *ctx, gvm_tensor *x, gvm_tensor *w, gvm_tensor *bias,
@@ -125,9 +129,11 @@ gvm_tensor *gvm_conv_transpose1d(gvm_ctx *ctx, gvm_tensor *x, gvm_tensor *w, gvm
               (long long)g.padding);
 
     gvm_tensor *out = gvm_tensor_empty(ctx, GVM_F32, 3, (int64_t[]){g.B, g.Cout, g.Tout});  // [B, Cout, Tout]
+    gvm_arena_mark mark = gvm_arena_save(&ctx->arena);
     float *scratch = scratch_for(ctx, x->device, &g, GVM_CONV_TRANSPOSE1D_FWD, false);
     GVM_DISPATCH(k_conv_transpose1d_fwd, x->device, "conv_transpose1d")
     (&g, x->data, w->data, bias ? bias->data : NULL, out->data, scratch);
+    gvm_arena_rewind(&ctx->arena, mark);  // scratch is dead once the kernel returns
     gvm_tensor *inputs[3] = {x, w, bias};
     gvm_node *node = gvm_record(ctx, "conv_transpose1d", conv_transpose1d_backward, out, inputs, 3, sizeof(conv_saved));
     if (node) ((conv_saved *)node->saved)->geom = g;
