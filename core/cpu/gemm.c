@@ -19,9 +19,11 @@ void gvm_cpu_sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
 void gvm_cpu_sgemm_batched(int64_t batch, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                            const float *A, int64_t lda, int64_t stride_a, const float *B, int64_t ldb,
                            int64_t stride_b, float beta, float *C, int64_t ldc, int64_t stride_c) {
-    // Below ~2 MFLOP a GEMM does not feed all threads; spread the batch instead.
+    // Below ~64 MFLOP a GEMM does not keep every thread busy inside OpenBLAS (packing and the fork/join
+    // dominate); when the GEMMs divide evenly among the threads (or are many), give each thread whole GEMMs.
     double flops = 2.0 * (double)M * (double)N * (double)K;
-    bool across_batch = stride_c != 0 && batch >= 2 && flops < 2e6 && omp_get_max_threads() > 1;
+    int threads = omp_get_max_threads();
+    bool across_batch = stride_c != 0 && threads > 1 && (batch % threads == 0 || batch >= 4 * threads) && flops < 64e6;
     if (across_batch) {
 #pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < batch; i++)
