@@ -19,7 +19,8 @@ for arg in "$@"; do
 done
 
 # ---- system packages -------------------------------------------------------------------------------
-PACKAGES=(build-essential cmake pkg-config libopenblas-openmp-dev libcjson-dev libyaml-dev python3)
+PACKAGES=(build-essential cmake pkg-config libopenblas-openmp-dev libcjson-dev libyaml-dev python3
+          libavformat-dev libavcodec-dev libswscale-dev libswresample-dev libavutil-dev ffmpeg libhdf5-dev)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
