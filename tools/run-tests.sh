@@ -36,8 +36,8 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Python's safetensors and h5py read the files our C writers make (interoperability tests). They are small; if
-# pip cannot install it the test reports itself as skipped.
+# Python's safetensors and h5py read the files our C writers make (interoperability tests). They are
+# small; if pip cannot install them those tests report themselves as skipped.
 if command -v python3 >/dev/null && ! python3 -c "import safetensors.numpy, numpy, h5py" 2>/dev/null; then
   python3 -m pip install -q safetensors numpy h5py 2>/dev/null ||
     echo "run-tests.sh: could not pip-install safetensors/numpy/h5py; the Python interop tests will be skipped"
