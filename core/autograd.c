@@ -47,8 +47,19 @@ float *gvm_grad_data(gvm_ctx *ctx, gvm_tensor *t) {
 
 void gvm_backward_with_grad(gvm_ctx *ctx, gvm_tensor *out, const float *seed_grad) {
     GVM_CHECK(out->requires_grad, "backward from a tensor that does not require grad");
+    // A fresh arena gradient is written directly (no zero fill then add): for a large output the seed
+    // is a measurable part of a cheap op's backward.
+    bool fresh = !out->grad && !(out->grad_fn == NULL && (out->flags & GVM_TENSOR_HEAP_STRUCT));
+    if (fresh) out->grad = gvm_tensor_empty(ctx, GVM_F32, out->ndim, out->shape);
     float *g = gvm_grad_data(ctx, out);
-    for (int64_t i = 0; i < out->numel; i++) g[i] += seed_grad ? seed_grad[i] : 1.0f;
+    int64_t n = out->numel;
+    if (fresh) {
+#pragma omp parallel for schedule(static) if (n >= 65536)
+        for (int64_t i = 0; i < n; i++) g[i] = seed_grad ? seed_grad[i] : 1.0f;
+    } else {
+#pragma omp parallel for schedule(static) if (n >= 65536)
+        for (int64_t i = 0; i < n; i++) g[i] += seed_grad ? seed_grad[i] : 1.0f;
+    }
     // Backward functions run kernels directly and never record, but ops they might call must not
     // record either.
     gvm_no_grad_begin(ctx);

@@ -2,7 +2,8 @@
 // activations, dropout and masked_fill. Covers the broadcast plan itself, finite-difference gradient
 // checks (broadcast on either or both sides, ranks 0..6, size-1 dims), a double-precision reference on
 // tensors large enough to take the threaded paths (at 1, 2 and 3 threads, with gradient accumulation),
-// PyTorch goldens, and dropout's properties (it has no PyTorch twin: different RNG).
+// the accuracy of gelu's and silu's own fast math on a dense grid, PyTorch goldens, and dropout's
+// properties (it has no PyTorch twin: different RNG).
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -333,7 +334,7 @@ static void reference_binary(void) {
         const char *name;
         shape_t a, b;
     } cases[] = {
-        {"same", {2, {300, 501}}, {2, {300, 501}}},          // flat map
+        {"same", {2, {300, 501}}, {2, {300, 501}}},          // flat map, one fused pass for both grads
         {"bias narrow", {3, {40, 50, 100}}, {1, {100}}},      // column sum, reduced rows sliced over threads
         {"bias wide", {2, {120, 1100}}, {1, {1100}}},         // column sum over several column tiles
         {"lead", {2, {1, 77}}, {3, {30, 40, 77}}},            // a is the small side
@@ -441,6 +442,55 @@ static void reference_unary(void) {
             finite &= isfinite(((float *)y->data)[i]) && isfinite(((float *)x->grad->data)[i]);
         snprintf(name, sizeof name, "tails %s", tail_ops[o]);
         TEST_CHECK(finite, name, "non-finite value or gradient at |x| up to 1e4");
+        gvm_ctx_free(ctx);
+        gvm_tensor_free(x);
+    }
+}
+
+// gelu and silu use their own fast math (polynomials in core/cpu/elementwise.c): check them against double
+// on a dense grid, tightly enough that one wrong coefficient or a bad clamp fails, plus their behaviour at
+// the clamps, at +-inf and for NaN. Bounds: |error| <= tol * max(1, |x|) for the value and the gradient.
+static void accuracy_activations(void) {
+    const int64_t grid = 240001;                 // step 1e-4 over [-12, 12]
+    const float special[] = {5.44f, 5.46f, -5.44f, -5.46f, 5.99f, 6.01f, -5.99f, -6.01f, 85.9f, 86.1f, -87.9f,
+                             -88.1f, 1e4f, -1e4f, INFINITY, -INFINITY, NAN, 0.0f, -0.0f, 1e-30f, -1e-30f};
+    const int64_t ns = sizeof special / sizeof special[0], n = grid + ns;
+    const char *const ops[] = {"op=gelu", "op=silu"};
+    const double tol[] = {3e-7, 2.5e-7};
+    char name[96];
+    for (int o = 0; o < 2; o++) {
+        test_params p = test_params_parse(ops[o]);
+        gvm_tensor *x = gvm_tensor_new(GVM_F32, 1, &n);
+        float *xv = x->data;
+        for (int64_t i = 0; i < grid; i++) xv[i] = (float)(-12.0 + 24.0 * (double)i / (double)(grid - 1));
+        memcpy(xv + grid, special, sizeof special);
+        x->requires_grad = true;
+        gvm_ctx *ctx = gvm_ctx_new(1);
+        gvm_tensor *y = fwd_elem(ctx, &x, &p);
+        gvm_backward(ctx, y);
+        const float *yv = y->data, *gv = x->grad->data;
+        int64_t bad = 0, worst_at = 0;
+        double worst = 0.0;
+        for (int64_t i = 0; i < n; i++) {
+            double v = xv[i], want_y, want_g, e;
+            if (isnan(v)) {
+                e = isnan(yv[i]) && isnan(gv[i]) ? 0.0 : INFINITY;
+            } else if (isinf(v)) {  // +inf: the identity's value and slope; -inf: both 0 (the limits, not NaN)
+                bool ok = v > 0 ? yv[i] == INFINITY && fabsf(gv[i] - 1.0f) <= 1e-7f
+                                : fabsf(yv[i]) <= 1e-30f && fabsf(gv[i]) <= 1e-30f;
+                e = ok ? 0.0 : INFINITY;
+            } else {
+                want_y = ref_unary(ops[o] + 3, v, 0.0, &want_g);
+                e = fmax(fabs(yv[i] - want_y), fabs(gv[i] - want_g)) / fmax(1.0, fabs(v));
+            }
+            if (!(e <= tol[o])) {
+                bad++;
+                if (!(e <= worst)) worst = e, worst_at = i;
+            }
+        }
+        snprintf(name, sizeof name, "accuracy %s (value and gradient)", ops[o]);
+        TEST_CHECK(bad == 0, name, "%lld of %lld off by more than %.1e (x max(1, |x|)); worst %.3g at x = %.9g",
+                   (long long)bad, (long long)n, tol[o], worst, (double)xv[worst_at]);
         gvm_ctx_free(ctx);
         gvm_tensor_free(x);
     }
@@ -587,6 +637,7 @@ int main(int argc, char **argv) {
     gradcheck_masked_fill_dropout();
     reference_binary();
     reference_unary();
+    accuracy_activations();
     test_masked_fill_props();
     test_dropout_props();
     goldens();

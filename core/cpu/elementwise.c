@@ -6,7 +6,8 @@
 // vectorises it. (2) The broadcast plan coalesces dims (core/broadcast.h), so identical shapes are one
 // flat loop and x [B, T, D] + bias [D] is a [B*T, D] problem; the gradient of a broadcast input is a
 // column sum, a row sum or, only for unusual patterns, a strided gather over the reduced dims. The
-// functions holding the loops are GVM_VEC_CLONES (core/cpu/simd.h): built for SSE2, AVX2 and AVX-512.
+// functions holding the loops are GVM_VEC_CLONES (core/cpu/simd.h): built for SSE2, AVX2 and AVX-512; the
+// unary ones are UN_CLONES, the same with FMA (see "math the compiler can vectorise").
 #include "core/cpu/elementwise.h"
 
 
@@ -97,6 +98,16 @@ INLINE void map_run(int op, int which, float *restrict gx, const float *restrict
     }
 }
 
+// Both inputs cover the output, each with its own gradient: one pass reads g, a and b once for both.
+INLINE void map2_run(int op, float *restrict ga, float *restrict gb, const float *restrict g, const float *restrict a,
+                     const float *restrict b, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float gv = g[i], av = a[i], bv = b[i];
+        ga[i] += bin_grad(op, 0, gv, av, bv);
+        gb[i] += bin_grad(op, 1, gv, av, bv);
+    }
+}
+
 // acc[i] += grad: the column-sum step (x is contiguous along the run, other rows add onto it).
 INLINE void col_run(int op, int which, double *restrict acc, const float *restrict g, const float *restrict a,
                     int64_t sa, const float *restrict b, int64_t sb, int64_t n) {
@@ -153,6 +164,16 @@ GVM_VEC_CLONES static void map_run_op(int op, int which, float *gx, const float 
     case 5: map_run(GVM_BINARY_MUL, 1, gx, g, a, sa, b, sb, n); break;
     case 6: map_run(GVM_BINARY_DIV, 0, gx, g, a, sa, b, sb, n); break;
     default: map_run(GVM_BINARY_DIV, 1, gx, g, a, sa, b, sb, n); break;
+    }
+}
+
+GVM_VEC_CLONES static void map2_run_op(int op, float *ga, float *gb, const float *g, const float *a, const float *b,
+                                       int64_t n) {
+    switch (op) {
+    case GVM_BINARY_ADD: map2_run(GVM_BINARY_ADD, ga, gb, g, a, b, n); break;
+    case GVM_BINARY_SUB: map2_run(GVM_BINARY_SUB, ga, gb, g, a, b, n); break;
+    case GVM_BINARY_MUL: map2_run(GVM_BINARY_MUL, ga, gb, g, a, b, n); break;
+    default: map2_run(GVM_BINARY_DIV, ga, gb, g, a, b, n); break;
     }
 }
 
@@ -378,9 +399,21 @@ static void grad_input(int op, int which, const float *a, const float *b, const 
 
 void gvm_cpu_binary_bwd(gvm_binary_op op, const float *a, const float *b, const float *gy, float *ga, float *gb,
                         const gvm_broadcast *bc) {
-    if (bc->numel == 0) return;
-    // Separate passes for a and b: ga and gb may be one buffer (a == b), and each loop then has a
-    // single output it can vectorise over.
+    int64_t n = bc->numel;
+    if (n == 0) return;
+    if (ga && gb && ga != gb && gvm_broadcast_is_full(bc, 0) && gvm_broadcast_is_full(bc, 1)) {
+        // Same shapes, both gradients wanted: one fused pass, every element as the separate passes give it.
+        int nt = threads_for(n, PAR_MIN_CHEAP);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+        {
+            int t = omp_get_thread_num(), T = omp_get_num_threads();
+            int64_t lo = n * t / T, hi = n * (t + 1) / T;
+            map2_run_op(op, ga + lo, gb + lo, gy + lo, a + lo, b + lo, hi - lo);
+        }
+        return;
+    }
+    // Otherwise separate passes for a and b: ga and gb may be one buffer (a == b), and each loop then has
+    // a single output it can vectorise over.
     if (ga) grad_input(op, 0, a, b, gy, ga, bc);
     if (gb) grad_input(op, 1, a, b, gy, gb, bc);
 }
@@ -390,10 +423,35 @@ void gvm_cpu_binary_bwd(gvm_binary_op op, const float *a, const float *b, const 
 // ---- math the compiler can vectorise --------------------------------------------------------------------
 // libm's expf, tanhf, expm1f and erfcf are opaque calls that keep a loop scalar (PyTorch uses SIMD
 // math for these). The versions below use only arithmetic, bit moves and selects, so -O3 vectorises the
-// loops that call them. Their polynomials are Chebyshev fits made for gvm, checked against double
-// precision on a dense grid: exp, expm1 and tanh are within 2 ulp; Phi (and so gelu) within 1.5e-7 *
-// (1 + |x|) absolute everywhere, and relatively within 5e-6 down to gelu(-6.6) ~ 1e-10 (the rounding of
-// z^2 inside exp(-z^2) sets that; PyTorch's own erf has 1.5e-7 absolute error and none of the tail).
+// loops that call them. Their polynomials are minimax fits made for gvm (Lawson-weighted least squares on
+// a dense grid in double, coefficients rounded to float one at a time from the highest, the rest refitted)
+// and are checked in float against double: exp within 1 ulp (relative 7.5e-8), expm1 and tanh within
+// 2 ulp, gelu and silu (values and gradients) within 2.1e-7 * max(1, |x|) (tests/test_elementwise.c).
+//
+// Every step a * b + c is written fmadd(a, b, c), a fused multiply-add: under -std=c11 GCC never contracts
+// a * b + c, so otherwise each Horner step costs two instructions and two roundings. The unary loops are
+// built as UN_CLONES, whose x86-64-v4 (AVX-512) and -v3 (AVX2) clones have FMA, so fmaf is one vector
+// instruction there; fmaf is exactly rounded everywhere, so every clone gives the same bits (the baseline
+// clone, for CPUs older than 2013, calls libm's fmaf). A build with neither clones nor FMA in its target
+// (clang for baseline x86-64) uses a * b + c instead, rounding twice: same accuracy bounds, other bits.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__AVX2__)
+#define UN_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define HAVE_FMA 1
+#elif defined(__FMA__) || defined(__ARM_FEATURE_FMA)
+#define UN_CLONES
+#define HAVE_FMA 1
+#else
+#define UN_CLONES
+#define HAVE_FMA 0
+#endif
+
+INLINE float fmadd(float a, float b, float c) {
+#if HAVE_FMA
+    return fmaf(a, b, c);
+#else
+    return a * b + c;
+#endif
+}
 
 INLINE float bits_float(uint32_t u) {
     float f;
@@ -407,79 +465,116 @@ INLINE uint32_t float_bits(float f) {
     return u;
 }
 
-// exp(x) = 2^n exp(r), |r| <= ln2 / 2; NaN in, NaN out; overflows to inf, underflows through denormals.
+// e^r for |r| <= ln2 / 2 as 1 + r (1 + r (c2 + ... + c6 r^4)): six FMAs, within 1 ulp.
+INLINE float exp_poly(float r) {
+    float p = fmadd(1.381458598e-03f, r, 8.368707262e-03f);
+    p = fmadd(p, r, 4.166838899e-02f);
+    p = fmadd(p, r, 1.666652113e-01f);
+    p = fmadd(p, r, 4.999999404e-01f);
+    p = fmadd(p, r, 1.0f);
+    return fmadd(p, r, 1.0f);
+}
+
+// exp(x) = 2^n e^r with n = round(x / ln2) for x already in [-86, 88], where 2^n e^r is a normal float and
+// 2^n goes straight into the exponent bits: the fast path for activations, which clamp (exp(-86) is 0 next
+// to 1, exp(88) is already past anything they divide by).
+INLINE float exp_bounded(float x) {
+    // n = round(x / ln2) by adding 1.5 * 2^23: the integer lands in the low mantissa bits.
+    float t = fmadd(x, 1.44269504088896341f, 12582912.0f);
+    float nf = t - 12582912.0f;
+    float r = fmadd(nf, -0.693359375f, x);  // ln2 in two parts, the first exact in n * C1
+    r = fmadd(nf, 2.12194440e-4f, r);
+    return bits_float(float_bits(exp_poly(r)) + (float_bits(t) << 23));
+}
+
+// exp(x) for every float: NaN in, NaN out; overflows to inf, underflows through denormals.
 INLINE float v_exp(float x) {
     float xc = x > 89.0f ? 89.0f : x;
     xc = xc < -104.0f ? -104.0f : xc;
     xc = xc == xc ? xc : 0.0f;
-    // n = round(x / ln2) by adding 1.5 * 2^23: the integer lands in the low mantissa bits.
-    float t = xc * 1.44269504088896341f + 12582912.0f;
+    float t = fmadd(xc, 1.44269504088896341f, 12582912.0f);
     int32_t n = (int32_t)(float_bits(t) - 0x4B400000u);
     float nf = t - 12582912.0f;
-    float r = xc - nf * 0.693359375f + nf * 2.12194440e-4f;  // ln2 in two parts, the first exact in n * C1
-    float p = 1.9899276229e-04f;
-    p = p * r + 1.3933643523e-03f;
-    p = p * r + 8.3332984803e-03f;
-    p = p * r + 4.1666464976e-02f;
-    p = p * r + 1.6666666719e-01f;
-    p = p * r + 5.0000000135e-01f;
-    float y = (p * r * r + r) + 1.0f;
+    float r = fmadd(nf, -0.693359375f, xc);
+    r = fmadd(nf, 2.12194440e-4f, r);
     // 2^n as two factors, each a normal float, so results from denormal to inf come out right.
     int32_t n1 = n / 2, n2 = n - n1;
-    y = y * bits_float((uint32_t)(n1 + 127) << 23) * bits_float((uint32_t)(n2 + 127) << 23);
+    float y = exp_poly(r) * bits_float((uint32_t)(n1 + 127) << 23) * bits_float((uint32_t)(n2 + 127) << 23);
     return x == x ? y : x;
 }
 
 // exp(x) - 1: a Taylor polynomial near 0, where exp(x) - 1 would cancel.
 INLINE float v_expm1(float x) {
-    float small = 1.0f / 5040 + x / 40320;
-    small = 1.0f / 720 + x * small;
-    small = 1.0f / 120 + x * small;
-    small = 1.0f / 24 + x * small;
-    small = 1.0f / 6 + x * small;
-    small = 0.5f + x * small;
-    small = x * (1.0f + x * small);
+    float small = fmadd(x, 1.0f / 40320, 1.0f / 5040);
+    small = fmadd(x, small, 1.0f / 720);
+    small = fmadd(x, small, 1.0f / 120);
+    small = fmadd(x, small, 1.0f / 24);
+    small = fmadd(x, small, 1.0f / 6);
+    small = fmadd(x, small, 0.5f);
+    small = x * fmadd(x, small, 1.0f);
     return fabsf(x) < 0.5f ? small : v_exp(x) - 1.0f;
 }
 
 // tanh: x + x^3 P(x^2) below 0.625, 1 - 2 / (exp(2|x|) + 1) above (inf gives exactly 1).
 INLINE float v_tanh(float x) {
     float ax = fabsf(x), u = x * x;
-    float p = -6.1049480114e-03f;
-    p = p * u + 2.1003641221e-02f;
-    p = p * u - 5.3852497469e-02f;
-    p = p * u + 1.3332782264e-01f;
-    p = p * u - 3.3333329100e-01f;
-    float small = x + x * u * p;
+    float p = fmadd(-6.1049480114e-03f, u, 2.1003641221e-02f);
+    p = fmadd(p, u, -5.3852497469e-02f);
+    p = fmadd(p, u, 1.3332782264e-01f);
+    p = fmadd(p, u, -3.3333329100e-01f);
+    float small = fmadd(x * u, p, x);
     float big = 1.0f - 2.0f / (v_exp(2.0f * ax) + 1.0f);
     return ax < 0.625f ? small : (x < 0.0f ? -big : big);
 }
 
-// Phi(x) = 0.5 erfc(-x / sqrt 2), the normal CDF, using erfc(z) = t exp(-z^2 + g(t)) with
-// t = 1 / (1 + z / 2) for z >= 0 (g fitted on t in (0, 1]); the small tail is computed directly, so
-// there is no cancellation for x << 0.
-INLINE float v_phi(float x) {
-    float z = fabsf(x) * (float)M_SQRT1_2;
-    float t = 1.0f / (1.0f + 0.5f * z);
-    float g = 1.7087277767e-01f;
-    g = g * t - 8.2215223439e-01f;
-    g = g * t + 1.4885158892e+00f;
-    g = g * t - 1.1352040003e+00f;
-    g = g * t + 2.7886808440e-01f;
-    g = g * t - 1.8628806164e-01f;
-    g = g * t + 9.6784189484e-02f;
-    g = g * t + 3.7409195972e-01f;
-    g = g * t + 1.0000236802e+00f;
-    g = g * t - 1.2655122251e+00f;
-    float half_erfc = 0.5f * t * v_exp(g - z * z);
-    return x < 0.0f ? half_erfc : 1.0f - half_erfc;
+// gelu (erf form) and its derivative as plain polynomials, with no exp or division: that is what makes
+// them fast. Both Phi(x) - 1/2 and gelu'(x) - 1/2 are odd and smooth, so each is x P(x^2) on |x| <= B,
+// with P evaluated in u = 2 x^2 / B^2 - 1 in [-1, 1] (its coefficients there are small and of one size,
+// so Horner loses nothing). Past B the functions are flat to float precision: Phi(5.45) = 1 - 2.5e-8
+// and gelu'(6) = 1 - 3.5e-8; for x < -B the value is set to exactly 0 (gelu and its gradient die out,
+// as in PyTorch, whose erf rounds to -1 there), and x > B is evaluated at B. NaN passes through.
+// The error is absolute (about 1e-7, like PyTorch's erf), so where gelu itself is tiny (x < -4, |gelu| <
+// 1.3e-4) its relative error grows, to ~25% at x = -5 (gelu = -1.4e-6): invisible next to values of order 1.
+// Fitting log Phi instead would keep the tail relative, at the price of an exp per element.
+#define PHI_B 5.45f
+#define DGELU_B 6.0f
+// Phi(x) = 0.5 + x P(u), degree 14 in u (fit 4.4e-8, in float 1.2e-7 absolute).
+static const float k_phi_poly[15] = {
+    4.604025453e-04f,  -1.187968301e-03f, 9.490876109e-04f,  -1.215347671e-03f, 3.940822091e-03f,
+    -7.182567380e-03f, 1.006128918e-02f,  -1.432706043e-02f, 1.997629553e-02f,  -2.593938634e-02f,
+    3.210764378e-02f,  -3.900123388e-02f, 4.811779037e-02f,  -6.474591792e-02f, 1.297292709e-01f};
+// gelu'(x) = Phi(x) + x phi(x) = 0.5 + x P(u), degree 18 in u (fit 2.5e-8, in float 2.2e-7 absolute).
+static const float k_dgelu_poly[19] = {
+    2.771552419e-03f,  -6.890422199e-03f, 1.886360464e-03f,  1.630222658e-03f,  1.603089646e-02f,
+    -3.296749666e-02f, 3.140518442e-02f,  -3.633761406e-02f, 5.444333330e-02f,  -6.575416028e-02f,
+    6.686606258e-02f,  -6.431142986e-02f, 5.869455636e-02f,  -5.093631521e-02f, 4.455547780e-02f,
+    -4.236553609e-02f, 4.605771601e-02f,  -5.934280902e-02f, 1.178977638e-01f};
+
+// 0.5 + xc P(2 xc^2 / b^2 - 1) with xc = x clamped to [-b, b]; coef high to low.
+INLINE float odd_poly(float x, float b, const float *coef, int n) {
+    float xc = x > b ? b : x;
+    xc = xc < -b ? -b : xc;
+    float u = fmadd(xc * xc, 2.0f / (b * b), -1.0f);
+    float p = coef[0];
+#pragma GCC unroll 20
+    for (int i = 1; i < n; i++) p = fmadd(p, u, coef[i]);
+    return fmadd(xc, p, 0.5f);
+}
+
+INLINE float gelu_fwd1(float x) {
+    float y = x * odd_poly(x, PHI_B, k_phi_poly, 15);
+    return x < -PHI_B ? 0.0f : y;
+}
+
+INLINE float gelu_grad1(float x) {
+    float d = odd_poly(x, DGELU_B, k_dgelu_poly, 19);
+    return x < -DGELU_B ? 0.0f : d;
 }
 
 // Internal variant: pow with p == 2, as a product (exact and vectorisable).
 #define UNARY_SQUARE GVM_UNARY_COUNT
 
 #define SQRT_2_OVER_PI 0.7978845608028654f
-#define INV_SQRT_2PI 0.3989422804014327f
 #define GELU_TANH_C 0.044715f
 
 // sigmoid(x) and 1 - sigmoid(x), both without cancellation or overflow.
@@ -488,6 +583,14 @@ INLINE void sigmoid_pair(float x, float *s, float *oms) {
     float inv = 1.0f / (1.0f + e);
     *s = x >= 0 ? inv : e * inv;
     *oms = x >= 0 ? e * inv : inv;
+}
+
+// silu's clamped input xc and e = exp(-xc). Clamping to [-88, 86] changes nothing a float can show
+// (x sigmoid(x) < 1e-36 below, sigmoid(x) = 1 above) and keeps exp on its fast path; the forward divides the
+// input clamped only from below, so silu(x) = x for large x and silu(-inf) is ~0 (-5e-37), not -inf.
+INLINE float silu_e(float xl, float *xc) {
+    *xc = xl > 86.0f ? 86.0f : xl;
+    return exp_bounded(-*xc);
 }
 
 // gelu_tanh's s = sigmoid(2u), since 0.5 (1 + tanh(u)) = sigmoid(2u) (no cancellation for x < 0).
@@ -512,7 +615,7 @@ INLINE float un_apply(int op, float x, float p) {
     case GVM_UNARY_LOG: return logf(x);
     case GVM_UNARY_SQRT: return sqrtf(x);
     case GVM_UNARY_ABS: return fabsf(x);
-    case GVM_UNARY_GELU: return x * v_phi(x);
+    case GVM_UNARY_GELU: return gelu_fwd1(x);
     case GVM_UNARY_GELU_TANH: {
         float s, oms, du;
         gelu_tanh_parts(x, &s, &oms, &du);
@@ -520,10 +623,9 @@ INLINE float un_apply(int op, float x, float p) {
     }
     case GVM_UNARY_RELU: return x < 0.0f ? 0.0f : x;  // NaN passes through, as in PyTorch
     case GVM_UNARY_ELU: return x > 0.0f ? x : p * v_expm1(x);
-    case GVM_UNARY_SILU: {
-        float s, oms;
-        sigmoid_pair(x, &s, &oms);
-        return x * s;
+    case GVM_UNARY_SILU: {  // x / (1 + exp(-x)): one exp and one division, no selects
+        float xl = x < -88.0f ? -88.0f : x, xc;
+        return xl / (1.0f + silu_e(xl, &xc));
     }
     case GVM_UNARY_TANH: return v_tanh(x);
     default: {  // GVM_UNARY_SIGMOID
@@ -547,8 +649,7 @@ INLINE float un_grad(int op, float g, float x, float y, float p) {
     case GVM_UNARY_LOG: return g / x;
     case GVM_UNARY_SQRT: return g / (2.0f * y);
     case GVM_UNARY_ABS: return x > 0.0f ? g : (x < 0.0f ? -g : 0.0f);
-    case GVM_UNARY_GELU:  // Phi(x) + x phi(x)
-        return g * (v_phi(x) + x * INV_SQRT_2PI * v_exp(-0.5f * x * x));
+    case GVM_UNARY_GELU: return g * gelu_grad1(x);
     case GVM_UNARY_GELU_TANH: {  // d/dx [x s(2u)] = s + 2 x s (1 - s) u'
         float s, oms, du;
         gelu_tanh_parts(x, &s, &oms, &du);
@@ -556,10 +657,10 @@ INLINE float un_grad(int op, float g, float x, float y, float p) {
     }
     case GVM_UNARY_RELU: return x > 0.0f ? g : 0.0f;
     case GVM_UNARY_ELU: return x > 0.0f ? g : g * p * v_exp(x);
-    case GVM_UNARY_SILU: {  // s (1 + x (1 - s))
-        float s, oms;
-        sigmoid_pair(x, &s, &oms);
-        return g * s * (1.0f + x * oms);
+    case GVM_UNARY_SILU: {  // s (1 + x (1 - s)), with 1 - s = e s (no cancellation)
+        float xc, e = silu_e(x < -88.0f ? -88.0f : x, &xc);
+        float s = 1.0f / (1.0f + e);
+        return g * (s * fmadd(xc, e * s, 1.0f));
     }
     case GVM_UNARY_TANH: return g * (1.0f - y * y);
     default: return g * y * (1.0f - y);  // GVM_UNARY_SIGMOID
@@ -575,7 +676,7 @@ INLINE void un_bwd_loop(int op, const float *restrict x, const float *restrict y
     for (int64_t i = 0; i < n; i++) gx[i] += un_grad(op, gy[i], x[i], y[i], p);
 }
 
-GVM_VEC_CLONES static void un_fwd_op(int op, const float *x, float *y, int64_t n, float p) {
+UN_CLONES static void un_fwd_op(int op, const float *x, float *y, int64_t n, float p) {
     switch (op) {
     case GVM_UNARY_ADD_SCALAR: un_fwd_loop(GVM_UNARY_ADD_SCALAR, x, y, n, p); break;
     case GVM_UNARY_MUL_SCALAR: un_fwd_loop(GVM_UNARY_MUL_SCALAR, x, y, n, p); break;
@@ -597,8 +698,8 @@ GVM_VEC_CLONES static void un_fwd_op(int op, const float *x, float *y, int64_t n
     }
 }
 
-GVM_VEC_CLONES static void un_bwd_op(int op, const float *x, const float *y, const float *gy, float *gx, int64_t n,
-                                     float p) {
+UN_CLONES static void un_bwd_op(int op, const float *x, const float *y, const float *gy, float *gx, int64_t n,
+                                float p) {
     switch (op) {
     case GVM_UNARY_ADD_SCALAR: un_bwd_loop(GVM_UNARY_ADD_SCALAR, x, y, gy, gx, n, p); break;
     case GVM_UNARY_MUL_SCALAR: un_bwd_loop(GVM_UNARY_MUL_SCALAR, x, y, gy, gx, n, p); break;
