@@ -1,7 +1,7 @@
 // ops/activation.c: activations (gelu, gelu_tanh, relu, elu, silu, tanh, sigmoid), dropout and
 // masked_fill, forward and backward.
 //
-// The activations share the unary kernels of core/cpu/elementwise.c (same tape logic as ops/unary.c).
+// The activations are unary maps: they go through gvm_op_unary (ops/unary.c) with their gvm_unary_op.
 // Dropout stores no mask: it saves (seed, base, p) and the backward regenerates the mask from Philox,
 // so it costs no memory and is the same on every device and thread count.
 #include "core/broadcast.h"
@@ -9,52 +9,22 @@
 #include "core/dispatch.h"
 #include "core/error.h"
 #include "core/ops.h"
+#include "core/ops/unary_internal.h"
 
 // ---- activations --------------------------------------------------------------------------------------
 
-typedef void (*unary_fwd_fn)(gvm_unary_op op, const float *x, float *y, int64_t n, float param);
-typedef void (*unary_bwd_fn)(gvm_unary_op op, const float *x, const float *y, const float *gy, float *gx, int64_t n,
-                             float param);
-static const unary_fwd_fn k_unary_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_unary_fwd};
-static const unary_bwd_fn k_unary_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_unary_bwd};
-
-typedef struct {
-    gvm_unary_op op;
-    float param;
-    const char *name;
-} activation_saved;
-
-static void activation_backward(gvm_ctx *ctx, gvm_node *node) {
-    const activation_saved *s = node->saved;
-    gvm_tensor *x = node->in[0];
-    if (!gvm_needs_grad(x)) return;
-    GVM_DISPATCH(k_unary_bwd, x->device, s->name)
-    (s->op, x->data, node->out->data, node->out->grad->data, gvm_grad_data(ctx, x), x->numel, s->param);
-}
-
-// a [...] -> out [...].
-static gvm_tensor *activation(gvm_ctx *ctx, gvm_tensor *a, gvm_unary_op op, float param, const char *name) {
-    GVM_CHECK(a, "%s: NULL input", name);
-    GVM_CHECK(a->dtype == GVM_F32, "%s: f32 input required (got %s)", name, gvm_dtype_name(a->dtype));
-    gvm_tensor *out = gvm_tensor_empty(ctx, GVM_F32, a->ndim, a->shape);
-    GVM_DISPATCH(k_unary_fwd, a->device, name)(op, a->data, out->data, a->numel, param);
-    gvm_node *node = gvm_record(ctx, name, activation_backward, out, &a, 1, sizeof(activation_saved));
-    if (node) *(activation_saved *)node->saved = (activation_saved){op, param, name};
-    return out;
-}
-
-gvm_tensor *gvm_gelu(gvm_ctx *ctx, gvm_tensor *a) { return activation(ctx, a, GVM_UNARY_GELU, 0.0f, "gelu"); }
+gvm_tensor *gvm_gelu(gvm_ctx *ctx, gvm_tensor *a) { return gvm_op_unary(ctx, a, GVM_UNARY_GELU, 0.0f, "gelu"); }
 gvm_tensor *gvm_gelu_tanh(gvm_ctx *ctx, gvm_tensor *a) {
-    return activation(ctx, a, GVM_UNARY_GELU_TANH, 0.0f, "gelu_tanh");
+    return gvm_op_unary(ctx, a, GVM_UNARY_GELU_TANH, 0.0f, "gelu_tanh");
 }
-gvm_tensor *gvm_relu(gvm_ctx *ctx, gvm_tensor *a) { return activation(ctx, a, GVM_UNARY_RELU, 0.0f, "relu"); }
+gvm_tensor *gvm_relu(gvm_ctx *ctx, gvm_tensor *a) { return gvm_op_unary(ctx, a, GVM_UNARY_RELU, 0.0f, "relu"); }
 gvm_tensor *gvm_elu(gvm_ctx *ctx, gvm_tensor *a, float alpha) {
-    return activation(ctx, a, GVM_UNARY_ELU, alpha, "elu");
+    return gvm_op_unary(ctx, a, GVM_UNARY_ELU, alpha, "elu");
 }
-gvm_tensor *gvm_silu(gvm_ctx *ctx, gvm_tensor *a) { return activation(ctx, a, GVM_UNARY_SILU, 0.0f, "silu"); }
-gvm_tensor *gvm_tanh(gvm_ctx *ctx, gvm_tensor *a) { return activation(ctx, a, GVM_UNARY_TANH, 0.0f, "tanh"); }
+gvm_tensor *gvm_silu(gvm_ctx *ctx, gvm_tensor *a) { return gvm_op_unary(ctx, a, GVM_UNARY_SILU, 0.0f, "silu"); }
+gvm_tensor *gvm_tanh(gvm_ctx *ctx, gvm_tensor *a) { return gvm_op_unary(ctx, a, GVM_UNARY_TANH, 0.0f, "tanh"); }
 gvm_tensor *gvm_sigmoid(gvm_ctx *ctx, gvm_tensor *a) {
-    return activation(ctx, a, GVM_UNARY_SIGMOID, 0.0f, "sigmoid");
+    return gvm_op_unary(ctx, a, GVM_UNARY_SIGMOID, 0.0f, "sigmoid");
 }
 
 // ---- dropout --------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 #include "core/dispatch.h"
 #include "core/error.h"
 #include "core/ops.h"
+#include "core/ops/unary_internal.h"
 
 typedef void (*unary_fwd_fn)(gvm_unary_op op, const float *x, float *y, int64_t n, float param);
 typedef void (*unary_bwd_fn)(gvm_unary_op op, const float *x, const float *y, const float *gy, float *gx, int64_t n,
@@ -27,8 +28,8 @@ static void unary_backward(gvm_ctx *ctx, gvm_node *node) {
     (s->op, x->data, node->out->data, node->out->grad->data, gvm_grad_data(ctx, x), x->numel, s->param);
 }
 
-// a [...] -> out [...].
-static gvm_tensor *unary(gvm_ctx *ctx, gvm_tensor *a, gvm_unary_op op, float param, const char *name) {
+// a [...] -> out [...] (see unary_internal.h).
+gvm_tensor *gvm_op_unary(gvm_ctx *ctx, gvm_tensor *a, gvm_unary_op op, float param, const char *name) {
     GVM_CHECK(a, "%s: NULL input", name);
     GVM_CHECK(a->dtype == GVM_F32, "%s: f32 input required (got %s)", name, gvm_dtype_name(a->dtype));
     gvm_tensor *out = gvm_tensor_empty(ctx, GVM_F32, a->ndim, a->shape);
@@ -39,16 +40,16 @@ static gvm_tensor *unary(gvm_ctx *ctx, gvm_tensor *a, gvm_unary_op op, float par
 }
 
 gvm_tensor *gvm_add_scalar(gvm_ctx *ctx, gvm_tensor *a, float s) {
-    return unary(ctx, a, GVM_UNARY_ADD_SCALAR, s, "add_scalar");
+    return gvm_op_unary(ctx, a, GVM_UNARY_ADD_SCALAR, s, "add_scalar");
 }
 gvm_tensor *gvm_mul_scalar(gvm_ctx *ctx, gvm_tensor *a, float s) {
-    return unary(ctx, a, GVM_UNARY_MUL_SCALAR, s, "mul_scalar");
+    return gvm_op_unary(ctx, a, GVM_UNARY_MUL_SCALAR, s, "mul_scalar");
 }
 gvm_tensor *gvm_pow_scalar(gvm_ctx *ctx, gvm_tensor *a, float p) {
-    return unary(ctx, a, GVM_UNARY_POW, p, "pow_scalar");
+    return gvm_op_unary(ctx, a, GVM_UNARY_POW, p, "pow_scalar");
 }
-gvm_tensor *gvm_neg(gvm_ctx *ctx, gvm_tensor *a) { return unary(ctx, a, GVM_UNARY_NEG, 0.0f, "neg"); }
-gvm_tensor *gvm_exp(gvm_ctx *ctx, gvm_tensor *a) { return unary(ctx, a, GVM_UNARY_EXP, 0.0f, "exp"); }
-gvm_tensor *gvm_log(gvm_ctx *ctx, gvm_tensor *a) { return unary(ctx, a, GVM_UNARY_LOG, 0.0f, "log"); }
-gvm_tensor *gvm_sqrt(gvm_ctx *ctx, gvm_tensor *a) { return unary(ctx, a, GVM_UNARY_SQRT, 0.0f, "sqrt"); }
-gvm_tensor *gvm_abs(gvm_ctx *ctx, gvm_tensor *a) { return unary(ctx, a, GVM_UNARY_ABS, 0.0f, "abs"); }
+gvm_tensor *gvm_neg(gvm_ctx *ctx, gvm_tensor *a) { return gvm_op_unary(ctx, a, GVM_UNARY_NEG, 0.0f, "neg"); }
+gvm_tensor *gvm_exp(gvm_ctx *ctx, gvm_tensor *a) { return gvm_op_unary(ctx, a, GVM_UNARY_EXP, 0.0f, "exp"); }
+gvm_tensor *gvm_log(gvm_ctx *ctx, gvm_tensor *a) { return gvm_op_unary(ctx, a, GVM_UNARY_LOG, 0.0f, "log"); }
+gvm_tensor *gvm_sqrt(gvm_ctx *ctx, gvm_tensor *a) { return gvm_op_unary(ctx, a, GVM_UNARY_SQRT, 0.0f, "sqrt"); }
+gvm_tensor *gvm_abs(gvm_ctx *ctx, gvm_tensor *a) { return gvm_op_unary(ctx, a, GVM_UNARY_ABS, 0.0f, "abs"); }
