@@ -1,8 +1,8 @@
 // test_lstm.c: one LSTM layer: gradient checks (with and without biases, one bias only, T = 1, B = 1,
-// H = 1, inputs that take no gradient), goldens against torch.nn.LSTM, gradient accumulation, and wide
-// cases (B * H large enough for the threaded elementwise steps; batches on both sides of the
-// small-batch path) against a naive double-precision reference of the forward pass and backpropagation
-// through time.
+// H = 1, inputs that take no gradient), goldens against torch.nn.LSTM, gradient accumulation, wide cases
+// (large enough for the threaded recurrence; hidden sizes that leave partial 16- and 32-unit blocks;
+// batches that leave partial row blocks) against a naive double-precision reference of the forward pass
+// and backpropagation through time on 1, 2 and 3 threads, and bit-identical results across thread counts.
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -176,6 +176,42 @@ static void reference_case(const char *name, int64_t B, int64_t T, int64_t I, in
     free_inputs(in);
 }
 
+// The recurrence splits hidden units across threads, but each value is computed the same way whichever
+// thread owns it: h and the bias gradients (sums of the gate gradients) must be bit-identical on 1, 2 and
+// 3 threads. I = 1 keeps the input projection exact (one product per element): OpenBLAS's own GEMMs need
+// not round the same way on different thread counts, so dx, dw_ih and dw_hh are left to the reference cases.
+static void threads_case(const char *name, int64_t B, int64_t T, int64_t H) {
+    gvm_tensor *in[5];
+    make_inputs(B, T, 1, H, true, true, 31, 110, in);
+    int threads0 = omp_get_max_threads();
+    enum { N_OUT = 3 };
+    float *first[N_OUT] = {0};
+    for (int nth = 1; nth <= 3; nth++) {
+        omp_set_num_threads(nth);
+        for (int i = 0; i < 5; i++) gvm_zero_grad(in[i]);
+        gvm_ctx *ctx = gvm_ctx_new(1);
+        gvm_tensor *y = fwd_lstm(ctx, in, NULL);
+        gvm_backward(ctx, y);
+        const float *got[N_OUT] = {y->data, in[3]->grad->data, in[4]->grad->data};
+        int64_t n[N_OUT] = {y->numel, in[3]->numel, in[4]->numel};
+        for (int k = 0; k < N_OUT; k++) {
+            if (nth == 1) {
+                first[k] = malloc((size_t)n[k] * sizeof(float));
+                memcpy(first[k], got[k], (size_t)n[k] * sizeof(float));
+                continue;
+            }
+            char label[160];
+            snprintf(label, sizeof label, "threads %s: %s on %d threads = on 1", name,
+                     (const char *[]){"h", "db_ih", "db_hh"}[k], nth);
+            test_check(memcmp(first[k], got[k], (size_t)n[k] * sizeof(float)) == 0, label, "results differ");
+        }
+        gvm_ctx_free(ctx);
+    }
+    for (int k = 0; k < N_OUT; k++) free(first[k]);
+    omp_set_num_threads(threads0);
+    free_inputs(in);
+}
+
 // Backward must add to gradients already there: two backward passes give twice one.
 static void accumulate_case(void) {
     gvm_tensor *in[5];
@@ -217,18 +253,22 @@ int main(int argc, char **argv) {
 
     accumulate_case();
 
-    // B * H >= 4096 reaches the threaded elementwise steps; B <= 8 takes the small-batch recurrent product,
-    // B > 8 the sgemm one. Run on one thread and on three.
+    // B * 4H * H >= 2^18 runs the recurrence on several threads (each owning 16-unit blocks forward,
+    // 32-unit blocks backward; H = 300, 232 and 40 leave partial blocks). Batches of 5, 6, 9 and 16 leave
+    // partial register blocks of rows (4 rows with AVX-512, 3 with AVX2, 2 otherwise).
     int threads0 = omp_get_max_threads();
-    const int thread_counts[2] = {1, 3};
-    for (int k = 0; k < 2; k++) {
-        omp_set_num_threads(thread_counts[k]);
+    for (int nth = 1; nth <= 3; nth++) {
+        omp_set_num_threads(nth);
         reference_case("B8 T3 I16 H512", 8, 3, 16, 512);
         reference_case("B3 T7 I5 H6", 3, 7, 5, 6);
         reference_case("B16 T3 I8 H300", 16, 3, 8, 300);
         reference_case("B9 T6 I5 H7", 9, 6, 5, 7);
+        reference_case("B6 T9 I7 H40", 6, 9, 7, 40);
+        reference_case("B5 T4 I3 H232", 5, 4, 3, 232);
     }
     omp_set_num_threads(threads0);
+    threads_case("B4 T20 H256", 4, 20, 256);
+    threads_case("B5 T10 H232", 5, 10, 232);
 
     const char *goldens[] = {"lstm_bias", "lstm_nobias", "lstm_t1", "lstm_t1_nobias", "lstm_b_ih_only", "lstm_larger"};
     char path[128];

@@ -9,11 +9,14 @@ typedef struct gvm_lstm_dims {
     int64_t B, T, I, H;  // batch, steps, input features, hidden size
 } gvm_lstm_dims;
 
+// Floats of scratch gvm_cpu_lstm_fwd needs.
+int64_t gvm_cpu_lstm_fwd_scratch_floats(const gvm_lstm_dims *d);
+
 // x [B, T, I], w_ih [4H, I], w_hh [4H, H], b_ih [4H] / b_hh [4H] (either may be NULL) ->
 // h [B, T, H]. Also writes what the backward needs: gates [B, T, 4H] (after their activations:
-// sigmoid i, sigmoid f, tanh g, sigmoid o) and cell [B, T, H] (c_t).
+// sigmoid i, sigmoid f, tanh g, sigmoid o) and cell [B, T, H] (c_t). scratch: see above.
 void gvm_cpu_lstm_fwd(const gvm_lstm_dims *d, const float *x, const float *w_ih, const float *w_hh, const float *b_ih,
-                      const float *b_hh, float *h, float *gates, float *cell);
+                      const float *b_hh, float *h, float *gates, float *cell, float *scratch);
 
 // Floats of scratch gvm_cpu_lstm_bwd needs.
 int64_t gvm_cpu_lstm_bwd_scratch_floats(const gvm_lstm_dims *d);

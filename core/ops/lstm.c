@@ -7,14 +7,18 @@
 #include "core/ops.h"
 
 typedef void (*lstm_fwd_fn)(const gvm_lstm_dims *d, const float *x, const float *w_ih, const float *w_hh,
-                            const float *b_ih, const float *b_hh, float *h, float *gates, float *cell);
+                            const float *b_ih, const float *b_hh, float *h, float *gates, float *cell,
+                            float *scratch);
 typedef int64_t (*lstm_scratch_fn)(const gvm_lstm_dims *d);
 typedef void (*lstm_bwd_fn)(const gvm_lstm_dims *d, const float *x, const float *w_ih, const float *w_hh,
                             const float *h, const float *gates, const float *cell, const float *dh, float *dx,
                             float *dw_ih, float *dw_hh, float *db_ih, float *db_hh, float *scratch);
 
 static const lstm_fwd_fn k_lstm_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_lstm_fwd};
-static const lstm_scratch_fn k_lstm_scratch[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_lstm_bwd_scratch_floats};
+static const lstm_scratch_fn k_lstm_fwd_scratch[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] =
+                                                                         gvm_cpu_lstm_fwd_scratch_floats};
+static const lstm_scratch_fn k_lstm_bwd_scratch[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] =
+                                                                         gvm_cpu_lstm_bwd_scratch_floats};
 static const lstm_bwd_fn k_lstm_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_lstm_bwd};
 
 typedef struct {
@@ -31,12 +35,13 @@ static void lstm_backward(gvm_ctx *ctx, gvm_node *node) {
     float *dw_hh = gvm_needs_grad(w_hh) ? gvm_grad_data(ctx, w_hh) : NULL;  // [4H, H]
     float *db_ih = gvm_needs_grad(b_ih) ? gvm_grad_data(ctx, b_ih) : NULL;  // [4H]
     float *db_hh = gvm_needs_grad(b_hh) ? gvm_grad_data(ctx, b_hh) : NULL;  // [4H]
-    // Scratch last: it is dead once the kernel returns (nothing allocated after it outlives it).
-    int64_t n = GVM_DISPATCH(k_lstm_scratch, x->device, "lstm")(&s->dims);
+    int64_t n = GVM_DISPATCH(k_lstm_bwd_scratch, x->device, "lstm")(&s->dims);
+    gvm_arena_mark mark = gvm_arena_save(&ctx->arena);
     float *scratch = gvm_arena_alloc(&ctx->arena, (size_t)(n > 0 ? n : 1) * sizeof(float));
     GVM_DISPATCH(k_lstm_bwd, x->device, "lstm")
     (&s->dims, x->data, w_ih->data, w_hh->data, node->out->data, s->gates, s->cell, node->out->grad->data, dx, dw_ih,
      dw_hh, db_ih, db_hh, scratch);
+    gvm_arena_rewind(&ctx->arena, mark);  // scratch is dead once the kernel returns
 }
 
 gvm_tensor *gvm_lstm(gvm_ctx *ctx, gvm_tensor *x, gvm_tensor *w_ih, gvm_tensor *w_hh, gvm_tensor *b_ih,
@@ -61,8 +66,13 @@ gvm_tensor *gvm_lstm(gvm_ctx *ctx, gvm_tensor *x, gvm_tensor *w_ih, gvm_tensor *
     // The forward needs these buffers anyway; when a node is recorded they double as its saved state.
     float *gates = gvm_arena_alloc(&ctx->arena, (size_t)(d.B * d.T * 4 * d.H) * sizeof(float));  // [B, T, 4H]
     float *cell = gvm_arena_alloc(&ctx->arena, (size_t)(d.B * d.T * d.H) * sizeof(float));       // [B, T, H]
+    int64_t n = GVM_DISPATCH(k_lstm_fwd_scratch, x->device, "lstm")(&d);
+    gvm_arena_mark mark = gvm_arena_save(&ctx->arena);
+    float *scratch = gvm_arena_alloc(&ctx->arena, (size_t)(n > 0 ? n : 1) * sizeof(float));
     GVM_DISPATCH(k_lstm_fwd, x->device, "lstm")
-    (&d, x->data, w_ih->data, w_hh->data, b_ih ? b_ih->data : NULL, b_hh ? b_hh->data : NULL, out->data, gates, cell);
+    (&d, x->data, w_ih->data, w_hh->data, b_ih ? b_ih->data : NULL, b_hh ? b_hh->data : NULL, out->data, gates, cell,
+     scratch);
+    gvm_arena_rewind(&ctx->arena, mark);  // scratch is dead once the kernel returns
     gvm_tensor *inputs[5] = {x, w_ih, w_hh, b_ih, b_hh};
     gvm_node *node = gvm_record(ctx, "lstm", lstm_backward, out, inputs, 5, sizeof(lstm_saved));
     if (node) *(lstm_saved *)node->saved = (lstm_saved){d, gates, cell};
