@@ -116,27 +116,6 @@ static lstm_ref reference(int64_t B, int64_t T, int64_t I, int64_t H, const floa
     return r;
 }
 
-static bool close_to_ref(const char *name, const float *got, const double *ref, int64_t n, double rel) {
-    // f32 recurrences and sums against double: scale the tolerance by the largest reference value.
-    double mx = 0.0;
-    for (int64_t i = 0; i < n; i++) mx = fmax(mx, fabs(ref[i]));
-    int64_t bad = 0, worst_at = 0;
-    double worst = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        double e = fabs((double)got[i] - ref[i]);
-        if (!(e <= rel * (mx + 1e-30))) {  // NaN counts as bad
-            bad++;
-            if (!(e <= worst)) {
-                worst = e;
-                worst_at = i;
-            }
-        }
-    }
-    return test_check(bad == 0, name, "%lld of %lld values off; worst at %lld: got %.8g ref %.8g (max |ref| %.4g)",
-                      (long long)bad, (long long)n, (long long)worst_at, n ? got[worst_at] : 0.0,
-                      n ? ref[worst_at] : 0.0, mx);
-}
-
 static void reference_case(const char *name, int64_t B, int64_t T, int64_t I, int64_t H) {
     gvm_tensor *in[5];
     make_inputs(B, T, I, H, true, true, 31, 70, in);
@@ -164,7 +143,7 @@ static void reference_case(const char *name, int64_t B, int64_t T, int64_t I, in
                   {"db_hh", in[4]->grad->data, r.db, in[4]->numel}};
     for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) {
         snprintf(label, sizeof label, "reference %s (%d threads): %s", name, thr, checks[i].what);
-        close_to_ref(label, checks[i].got, checks[i].ref, checks[i].n, 1e-5);
+        test_close_to_ref_scaled(label, checks[i].got, checks[i].ref, checks[i].n, 1e-5);
     }
     free(r.h);
     free(r.dx);
