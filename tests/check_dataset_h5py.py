@@ -10,9 +10,10 @@ tests/test_data_dataset.c writes, computed here from the same formulas (keep the
 (ctest: skipped) when numpy or h5py is missing; prints "N passed, M failed" and exits 1 on any mismatch.
 """
 import os
-import subprocess
 import sys
 import tempfile
+
+from interop_check import Checks, write_with_c
 
 try:
     import h5py
@@ -59,22 +60,11 @@ def main():
     if len(sys.argv) != 2:
         print(__doc__)
         return 2
-    passed = failed = 0
-
-    def check(ok, what):
-        nonlocal passed, failed
-        if ok:
-            passed += 1
-        else:
-            failed += 1
-            print(f"FAIL {what}")
+    check = Checks()
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "sample.h5")
-        r = subprocess.run([sys.argv[1], "--write-sample", path], capture_output=True, text=True)
-        if r.returncode != 0 or not os.path.exists(path):
-            print(f"FAIL the C writer: exit {r.returncode}: {r.stdout}{r.stderr}")
-            print("0 passed, 1 failed")
+        if not write_with_c(sys.argv[1], "--write-sample", path):
             return 1
         check(not os.path.exists(path + ".tmp"), "temporary file left behind")
         with h5py.File(path, "r") as f:
@@ -134,8 +124,7 @@ def main():
                     check(fe.attrs.get("source") == "test-vit layer -2", f"{name}: features source")
                 else:
                     check("features" not in g, f"{name}: unexpected features")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return check.finish()
 
 
 if __name__ == "__main__":

@@ -9,9 +9,10 @@ tests/test_safetensors.c writes (keep the two in step). Exits 77 (ctest: skipped
 safetensors is missing; prints "N passed, M failed" and exits 1 on any mismatch.
 """
 import os
-import subprocess
 import sys
 import tempfile
+
+from interop_check import Checks, write_with_c
 
 try:
     import numpy as np
@@ -48,22 +49,11 @@ def main():
     if len(sys.argv) != 2:
         print(__doc__)
         return 2
-    passed = failed = 0
-
-    def check(ok, what):
-        nonlocal passed, failed
-        if ok:
-            passed += 1
-        else:
-            failed += 1
-            print(f"FAIL {what}")
+    check = Checks()
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "from_c.safetensors")
-        r = subprocess.run([sys.argv[1], "--write-for-python", path], capture_output=True, text=True)
-        if r.returncode != 0 or not os.path.exists(path):
-            print(f"FAIL the C writer: exit {r.returncode}: {r.stdout}{r.stderr}")
-            print("0 passed, 1 failed")
+        if not write_with_c(sys.argv[1], "--write-for-python", path):
             return 1
         with open(path, "rb") as f:
             blob = f.read()
@@ -91,8 +81,7 @@ def main():
             check(set(f.keys()) == set(EXPECTED), "safe_open keys")
             w = f.get_tensor("weight")
             check(w.shape == (2, 3) and w.dtype == np.float32 and w[1, 2] == 1.5, "safe_open get_tensor")
-    print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return check.finish()
 
 
 if __name__ == "__main__":

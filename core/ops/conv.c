@@ -56,7 +56,10 @@ static void check_common(const char *op, gvm_tensor *x, gvm_tensor *w, gvm_tenso
 
 // ---- conv1d --------------------------------------------------------------------------------------------------
 
-static void conv1d_backward(gvm_ctx *ctx, gvm_node *node) {
+// The backward of both convolutions: dx, dW and db from one kernel call, whose scratch is released after.
+// `kind` picks the scratch size; `table` the kernel (conv1d's or conv_transpose1d's backward).
+static void conv_backward(gvm_ctx *ctx, gvm_node *node, gvm_conv1d_kernel kind, const conv_bwd_fn *table,
+                          const char *name) {
     const conv_saved *s = node->saved;
     gvm_tensor *x = node->in[0], *w = node->in[1], *bias = node->in[2];
     float *dx = gvm_needs_grad(x) ? gvm_grad_data(ctx, x) : NULL;        // [B, Cin, T]
@@ -64,10 +67,13 @@ static void conv1d_backward(gvm_ctx *ctx, gvm_node *node) {
     float *db = gvm_needs_grad(bias) ? gvm_grad_data(ctx, bias) : NULL;  // [Cout]
     if (!dx && !dw && !db) return;
     gvm_arena_mark mark = gvm_arena_save(&ctx->arena);
-    float *scratch = scratch_for(ctx, x->device, &s->geom, GVM_CONV1D_BWD, dw != NULL);
-    GVM_DISPATCH(k_conv1d_bwd, x->device, "conv1d")
-    (&s->geom, x->data, w->data, node->out->grad->data, dx, dw, db, scratch);
+    float *scratch = scratch_for(ctx, x->device, &s->geom, kind, dw != NULL);
+    GVM_DISPATCH(table, x->device, name)(&s->geom, x->data, w->data, node->out->grad->data, dx, dw, db, scratch);
     gvm_arena_rewind(&ctx->arena, mark);  // scratch is dead once the kernel returns
+}
+
+static void conv1d_backward(gvm_ctx *ctx, gvm_node *node) {
+    conv_backward(ctx, node, GVM_CONV1D_BWD, k_conv1d_bwd, "conv1d");
 }
 
 gvm_tensor *gvm_conv1d(gvm_ctx *ctx, gvm_tensor *x, gvm_tensor *w, gvm_tensor *bias, const gvm_conv1d_opts *opts) {
@@ -99,17 +105,7 @@ gvm_tensor *gvm_conv1d(gvm_ctx *ctx, gvm_tensor *x, gvm_tensor *w, gvm_tensor *b
 // ---- conv_transpose1d ------------------------------------------------------------------------------------------
 
 static void conv_transpose1d_backward(gvm_ctx *ctx, gvm_node *node) {
-    const conv_saved *s = node->saved;
-    gvm_tensor *x = node->in[0], *w = node->in[1], *bias = node->in[2];
-    float *dx = gvm_needs_grad(x) ? gvm_grad_data(ctx, x) : NULL;        // [B, Cin, T]
-    float *dw = gvm_needs_grad(w) ? gvm_grad_data(ctx, w) : NULL;        // w's shape
-    float *db = gvm_needs_grad(bias) ? gvm_grad_data(ctx, bias) : NULL;  // [Cout]
-    if (!dx && !dw && !db) return;
-    gvm_arena_mark mark = gvm_arena_save(&ctx->arena);
-    float *scratch = scratch_for(ctx, x->device, &s->geom, GVM_CONV_TRANSPOSE1D_BWD, dw != NULL);
-    GVM_DISPATCH(k_conv_transpose1d_bwd, x->device, "conv_transpose1d")
-    (&s->geom, x->data, w->data, node->out->grad->data, dx, dw, db, scratch);
-    gvm_arena_rewind(&ctx->arena, mark);  // scratch is dead once the kernel returns
+    conv_backward(ctx, node, GVM_CONV_TRANSPOSE1D_BWD, k_conv_transpose1d_bwd, "conv_transpose1d");
 }
 
 gvm_tensor *gvm_conv_transpose1d(gvm_ctx *ctx, gvm_tensor *x, gvm_tensor *w, gvm_tensor *bias,
