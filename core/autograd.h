@@ -44,7 +44,7 @@ static inline bool gvm_needs_grad(const gvm_tensor *t) { return t && t->requires
 // Backpropagate from `loss` (a scalar or any tensor; its seed gradient is all ones), then drop the
 // tape. Non-leaf gradients are arena memory and die with gvm_ctx_reset.
 void gvm_backward(gvm_ctx *ctx, gvm_tensor *loss);
-// Same with an explicit seed gradient (f32, same numel as `out`).
+// Same with an explicit seed gradient (f32, same numel as `out`, in memory of out's device).
 void gvm_backward_with_grad(gvm_ctx *ctx, gvm_tensor *out, const float *seed_grad);
 
 // Set the gradient of a heap tensor to zero (no-op when it has none yet).

@@ -8,7 +8,18 @@
 #ifndef GVM_DISPATCH_H
 #define GVM_DISPATCH_H
 
+#include <stddef.h>
+
 #include "core/error.h"
+
+// Fills a table's CUDA slot in builds with the CUDA backend, and nothing otherwise:
+//   static const softmax_kernel softmax_fwd[GVM_DEVICE_COUNT] = {
+//       [GVM_DEVICE_CPU] = gvm_cpu_softmax_fwd, GVM_CUDA_KERNEL(gvm_cuda_softmax_fwd)};
+#ifdef GVM_HAVE_CUDA
+#define GVM_CUDA_KERNEL(fn) [GVM_DEVICE_CUDA] = (fn)
+#else
+#define GVM_CUDA_KERNEL(fn) [GVM_DEVICE_CUDA] = NULL  // fn is not referenced: it does not exist here
+#endif
 
 #define GVM_DISPATCH(table, device, op_name)                                                     \
     ((table)[(device)] ? (table)[(device)]                                                        \

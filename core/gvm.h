@@ -5,6 +5,7 @@
 #include "core/arena.h"
 #include "core/autograd.h"
 #include "core/context.h"
+#include "core/device.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/half.h"

@@ -4,15 +4,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/device.h"
 #include "core/safetensors.h"
 
-#define ALIGN_FLOATS 16  // 64 bytes
+#define ALIGN_FLOATS 64  // 256 bytes: what CUDA's vector loads and cuBLAS like
 
-static float *block_alloc(size_t n) {
-    void *mem = NULL;
-    if (posix_memalign(&mem, 64, (n ? n : 1) * sizeof(float)) != 0)
-        gvm_fatal(__FILE__, __LINE__, "out of memory: parameter block of %zu floats", n);
-    memset(mem, 0, n * sizeof(float));
+static float *block_alloc(gvm_device device, size_t n) {
+    float *mem = gvm_device_alloc(device, (n ? n : 1) * sizeof(float));
+    gvm_device_memset0(device, mem, n * sizeof(float));
     return mem;
 }
 
@@ -27,9 +26,9 @@ void gvm_param_store_free(gvm_param_store *ps) {
     }
     free(ps->params);
     free(ps->offsets);
-    free(ps->data);
-    free(ps->grad);
-    for (int s = 0; s < GVM_PARAM_MAX_STATES; s++) free(ps->state[s]);
+    gvm_device_free(ps->device, ps->data);
+    gvm_device_free(ps->device, ps->grad);
+    for (int s = 0; s < GVM_PARAM_MAX_STATES; s++) gvm_device_free(ps->device, ps->state[s]);
     memset(ps, 0, sizeof *ps);
 }
 
@@ -51,27 +50,31 @@ gvm_tensor *gvm_param_store_add(gvm_param_store *ps, const char *name, int ndim,
     return t;
 }
 
-void gvm_param_store_finalize(gvm_param_store *ps) {
+void gvm_param_store_finalize_on(gvm_param_store *ps, gvm_device device) {
     GVM_CHECK(!ps->finalized, "gvm_param_store_finalize called twice");
-    ps->data = block_alloc(ps->total);
-    ps->grad = block_alloc(ps->total);
+    ps->device = device;
+    ps->data = block_alloc(device, ps->total);
+    ps->grad = block_alloc(device, ps->total);
     for (int i = 0; i < ps->n_params; i++) {
         gvm_tensor *t = ps->params[i];
+        t->device = device;
         t->data = ps->data + ps->offsets[i];
-        t->grad = gvm_tensor_wrap(GVM_F32, t->ndim, t->shape, ps->grad + ps->offsets[i]);
+        t->grad = gvm_tensor_wrap_on(device, GVM_F32, t->ndim, t->shape, ps->grad + ps->offsets[i]);
     }
     ps->finalized = true;
 }
 
+void gvm_param_store_finalize(gvm_param_store *ps) { gvm_param_store_finalize_on(ps, GVM_DEVICE_CPU); }
+
 float *gvm_param_store_state(gvm_param_store *ps, int slot) {
     GVM_CHECK(ps->finalized, "optimiser state before finalize");
     GVM_CHECK(slot >= 0 && slot < GVM_PARAM_MAX_STATES, "state slot %d out of range", slot);
-    if (!ps->state[slot]) ps->state[slot] = block_alloc(ps->total);
+    if (!ps->state[slot]) ps->state[slot] = block_alloc(ps->device, ps->total);
     return ps->state[slot];
 }
 
 void gvm_param_store_zero_grad(gvm_param_store *ps) {
-    if (ps->grad) memset(ps->grad, 0, ps->total * sizeof(float));
+    if (ps->grad) gvm_device_memset0(ps->device, ps->grad, ps->total * sizeof(float));
 }
 
 gvm_tensor *gvm_param_store_find(const gvm_param_store *ps, const char *name) {
@@ -88,14 +91,21 @@ int64_t gvm_param_store_numel(const gvm_param_store *ps) {
 
 gvm_status gvm_param_store_save(const gvm_param_store *ps, const char *path, const char *const *metadata) {
     GVM_CHECK(ps->finalized, "save before finalize");
+    // Parameters on a device are written from one host copy of the block.
+    float *host = ps->data;
+    if (ps->device != GVM_DEVICE_CPU) {
+        host = GVM_MALLOC((ps->total ? ps->total : 1) * sizeof(float));
+        gvm_device_copy(host, GVM_DEVICE_CPU, ps->data, ps->device, ps->total * sizeof(float));
+    }
     gvm_st_writer *w = gvm_st_writer_new();
     for (int i = 0; i < ps->n_params; i++) {
         const gvm_tensor *t = ps->params[i];
-        gvm_st_writer_add(w, t->name, GVM_F32, t->ndim, t->shape, t->data);
+        gvm_st_writer_add(w, t->name, GVM_F32, t->ndim, t->shape, host + ps->offsets[i]);
     }
     for (int i = 0; metadata && metadata[i]; i += 2) gvm_st_writer_add_metadata(w, metadata[i], metadata[i + 1]);
     gvm_status st = gvm_st_writer_write(w, path);
     gvm_st_writer_free(w);
+    if (host != ps->data) free(host);
     return st;
 }
 
@@ -123,8 +133,6 @@ gvm_status gvm_param_store_load(gvm_param_store *ps, const char *path, bool allo
     // Validate every parameter before copying any, so a bad file leaves the model as it was.
     for (int i = 0; i < ps->n_params && status == GVM_OK; i++)
         status = check_entry(st, path, ps->params[i]);
-    for (int i = 0; i < ps->n_params && status == GVM_OK; i++)
-        status = gvm_safetensors_read_into(st, ps->params[i]->name, ps->params[i]);
     if (status == GVM_OK && !allow_extra) {
         for (int i = 0; i < gvm_safetensors_count(st); i++) {
             const char *name = gvm_safetensors_entry(st, i)->name;
@@ -135,6 +143,17 @@ gvm_status gvm_param_store_load(gvm_param_store *ps, const char *path, bool allo
                                        path, name);
                 break;
             }
+        }
+    }
+    for (int i = 0; i < ps->n_params && status == GVM_OK; i++) {
+        gvm_tensor *t = ps->params[i];
+        if (ps->device == GVM_DEVICE_CPU) {
+            status = gvm_safetensors_read_into(st, t->name, t);
+        } else {  // through a host tensor, one parameter at a time
+            gvm_tensor *host = gvm_tensor_new(GVM_F32, t->ndim, t->shape);
+            status = gvm_safetensors_read_into(st, t->name, host);
+            if (status == GVM_OK) gvm_device_copy(t->data, ps->device, host->data, GVM_DEVICE_CPU, gvm_tensor_nbytes(t));
+            gvm_tensor_free(host);
         }
     }
     gvm_safetensors_close(st);

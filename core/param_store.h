@@ -29,6 +29,7 @@ typedef struct gvm_param_store {
     float *data;           // [total] parameter values (f32 master weights)
     float *grad;           // [total] gradients
     float *state[GVM_PARAM_MAX_STATES];  // optimiser/EMA blocks, made on demand
+    gvm_device device;     // where the blocks live
     bool finalized;
 } gvm_param_store;
 
@@ -38,6 +39,8 @@ void gvm_param_store_free(gvm_param_store *ps);
 gvm_tensor *gvm_param_store_add(gvm_param_store *ps, const char *name, int ndim, const int64_t *shape);
 // Allocate the parameter and gradient blocks (zeroed) and point every parameter into them.
 void gvm_param_store_finalize(gvm_param_store *ps);
+// The same with the blocks on `device` (initialised: core/device.h). Save and load go through the host.
+void gvm_param_store_finalize_on(gvm_param_store *ps, gvm_device device);
 // Block `slot` (0..GVM_PARAM_MAX_STATES-1) of optimiser state, zero-filled the first time.
 float *gvm_param_store_state(gvm_param_store *ps, int slot);
 void gvm_param_store_zero_grad(gvm_param_store *ps);

@@ -5,8 +5,14 @@
 #include <string.h>
 
 #include "core/context.h"
+#include "core/device.h"
 #include "core/error.h"
 #include "core/half.h"
+
+#ifdef GVM_HAVE_CUDA
+// From core/cuda/elementwise.h: dtype conversion on the device.
+void gvm_cuda_cast(const void *src, gvm_dtype src_dtype, void *dst, gvm_dtype dst_dtype, int64_t n);
+#endif
 
 int64_t gvm_shape_numel(int ndim, const int64_t *shape) {
     int64_t n = 1;
@@ -29,51 +35,66 @@ static void set_shape(gvm_tensor *t, gvm_dtype dtype, int ndim, const int64_t *s
 
 size_t gvm_tensor_nbytes(const gvm_tensor *t) { return (size_t)t->numel * gvm_dtype_size(t->dtype); }
 
-gvm_tensor *gvm_tensor_new(gvm_dtype dtype, int ndim, const int64_t *shape) {
+gvm_tensor *gvm_tensor_new_on(gvm_device device, gvm_dtype dtype, int ndim, const int64_t *shape) {
     gvm_tensor *t = GVM_CALLOC(1, sizeof *t);
     set_shape(t, dtype, ndim, shape);
+    t->device = device;
     size_t bytes = gvm_tensor_nbytes(t);
-    void *mem = NULL;
-    if (posix_memalign(&mem, 64, bytes ? bytes : 64) != 0)
-        gvm_fatal(__FILE__, __LINE__, "out of memory: tensor of %zu bytes", bytes);
-    memset(mem, 0, bytes);
-    t->data = mem;
+    t->data = gvm_device_alloc(device, bytes);
+    gvm_device_memset0(device, t->data, bytes);
     t->flags = GVM_TENSOR_HEAP_STRUCT | GVM_TENSOR_OWNS_DATA;
     return t;
 }
 
-gvm_tensor *gvm_tensor_wrap(gvm_dtype dtype, int ndim, const int64_t *shape, void *data) {
+gvm_tensor *gvm_tensor_new(gvm_dtype dtype, int ndim, const int64_t *shape) {
+    return gvm_tensor_new_on(GVM_DEVICE_CPU, dtype, ndim, shape);
+}
+
+gvm_tensor *gvm_tensor_wrap_on(gvm_device device, gvm_dtype dtype, int ndim, const int64_t *shape, void *data) {
     gvm_tensor *t = GVM_CALLOC(1, sizeof *t);
     set_shape(t, dtype, ndim, shape);
+    t->device = device;
     t->data = data;
     t->flags = GVM_TENSOR_HEAP_STRUCT;
     return t;
+}
+
+gvm_tensor *gvm_tensor_wrap(gvm_dtype dtype, int ndim, const int64_t *shape, void *data) {
+    return gvm_tensor_wrap_on(GVM_DEVICE_CPU, dtype, ndim, shape, data);
+}
+
+gvm_tensor *gvm_tensor_to(const gvm_tensor *t, gvm_device device) {
+    gvm_tensor *out = gvm_tensor_new_on(device, t->dtype, t->ndim, t->shape);
+    gvm_device_copy(out->data, device, t->data, t->device, gvm_tensor_nbytes(t));
+    out->name = t->name;
+    return out;
 }
 
 void gvm_tensor_free(gvm_tensor *t) {
     if (!t) return;
     GVM_CHECK(t->flags & GVM_TENSOR_HEAP_STRUCT, "gvm_tensor_free on an arena tensor");
     if (t->grad && (t->grad->flags & GVM_TENSOR_HEAP_STRUCT)) gvm_tensor_free(t->grad);
-    if (t->flags & GVM_TENSOR_OWNS_DATA) free(t->data);
+    if (t->flags & GVM_TENSOR_OWNS_DATA) gvm_device_free(t->device, t->data);
     free(t);
 }
 
 gvm_tensor *gvm_tensor_empty(gvm_ctx *ctx, gvm_dtype dtype, int ndim, const int64_t *shape) {
-    gvm_tensor *t = gvm_arena_calloc(&ctx->arena, sizeof *t);
+    gvm_tensor *t = gvm_arena_calloc(&ctx->arena, sizeof *t);  // the struct is host memory
     set_shape(t, dtype, ndim, shape);
-    t->data = gvm_arena_alloc(&ctx->arena, gvm_tensor_nbytes(t));
+    t->device = ctx->device;
+    t->data = gvm_arena_alloc(gvm_ctx_data_arena(ctx), gvm_tensor_nbytes(t));
     return t;
 }
 
 gvm_tensor *gvm_tensor_zeros(gvm_ctx *ctx, gvm_dtype dtype, int ndim, const int64_t *shape) {
     gvm_tensor *t = gvm_tensor_empty(ctx, dtype, ndim, shape);
-    memset(t->data, 0, gvm_tensor_nbytes(t));
+    gvm_device_memset0(t->device, t->data, gvm_tensor_nbytes(t));
     return t;
 }
 
 gvm_tensor *gvm_tensor_from_f32(gvm_ctx *ctx, const float *values, int ndim, const int64_t *shape) {
     gvm_tensor *t = gvm_tensor_empty(ctx, GVM_F32, ndim, shape);
-    memcpy(t->data, values, gvm_tensor_nbytes(t));
+    gvm_device_copy(t->data, t->device, values, GVM_DEVICE_CPU, gvm_tensor_nbytes(t));
     return t;
 }
 
@@ -103,25 +124,34 @@ const char *gvm_shape_str(int ndim, const int64_t *shape, char *buf, size_t buf_
     return buf;
 }
 
+// Host access to a tensor's elements: the typed accessors abort on device memory, which the host cannot
+// read (copy it with gvm_tensor_to first).
+#define CHECK_HOST(t) GVM_CHECK((t)->device == GVM_DEVICE_CPU, "host access to a tensor on %s", gvm_device_name((t)->device))
+
 float *gvm_tensor_f32(const gvm_tensor *t) {
+    CHECK_HOST(t);
     GVM_CHECK(t->dtype == GVM_F32, "expected an f32 tensor, got %s", gvm_dtype_name(t->dtype));
     return (float *)t->data;
 }
 int32_t *gvm_tensor_i32(const gvm_tensor *t) {
+    CHECK_HOST(t);
     GVM_CHECK(t->dtype == GVM_I32, "expected an i32 tensor, got %s", gvm_dtype_name(t->dtype));
     return (int32_t *)t->data;
 }
 int64_t *gvm_tensor_i64(const gvm_tensor *t) {
+    CHECK_HOST(t);
     GVM_CHECK(t->dtype == GVM_I64, "expected an i64 tensor, got %s", gvm_dtype_name(t->dtype));
     return (int64_t *)t->data;
 }
 uint8_t *gvm_tensor_u8(const gvm_tensor *t) {
+    CHECK_HOST(t);
     GVM_CHECK(t->dtype == GVM_U8 || t->dtype == GVM_BOOL, "expected a u8/bool tensor, got %s",
               gvm_dtype_name(t->dtype));
     return (uint8_t *)t->data;
 }
 
 int64_t gvm_tensor_get_index(const gvm_tensor *t, int64_t i) {
+    CHECK_HOST(t);
     switch (t->dtype) {
     case GVM_I16: return ((const int16_t *)t->data)[i];
     case GVM_I32: return ((const int32_t *)t->data)[i];
@@ -133,8 +163,8 @@ int64_t gvm_tensor_get_index(const gvm_tensor *t, int64_t i) {
 }
 
 void gvm_tensor_fill(gvm_tensor *t, float value) {
-    float *p = gvm_tensor_f32(t);
-    for (int64_t i = 0; i < t->numel; i++) p[i] = value;
+    GVM_CHECK(t->dtype == GVM_F32, "gvm_tensor_fill: expected an f32 tensor, got %s", gvm_dtype_name(t->dtype));
+    gvm_device_fill_f32(t->device, t->data, t->numel, value);
 }
 
 static double load_as_double(const void *data, gvm_dtype dtype, int64_t i) {
@@ -181,8 +211,21 @@ void gvm_tensor_copy(gvm_tensor *dst, const gvm_tensor *src) {
     GVM_CHECK(dst->numel == src->numel, "copy of %lld elements into %lld", (long long)src->numel,
               (long long)dst->numel);
     if (dst->dtype == src->dtype) {
-        memmove(dst->data, src->data, gvm_tensor_nbytes(src));
-    } else if (src->dtype == GVM_F32 && dst->dtype == GVM_F16) {
+        gvm_device_copy(dst->data, dst->device, src->data, src->device, gvm_tensor_nbytes(src));
+        return;
+    }
+    if (dst->device != GVM_DEVICE_CPU || src->device != GVM_DEVICE_CPU) {
+#ifdef GVM_HAVE_CUDA
+        if (dst->device == GVM_DEVICE_CUDA && src->device == GVM_DEVICE_CUDA) {
+            gvm_cuda_cast(src->data, src->dtype, dst->data, dst->dtype, src->numel);
+            return;
+        }
+#endif
+        gvm_fatal(__FILE__, __LINE__, "gvm_tensor_copy: converting %s to %s between devices %s and %s: copy, then "
+                  "convert on one device", gvm_dtype_name(src->dtype), gvm_dtype_name(dst->dtype),
+                  gvm_device_name(src->device), gvm_device_name(dst->device));
+    }
+    if (src->dtype == GVM_F32 && dst->dtype == GVM_F16) {
         gvm_f32_to_f16_array(src->data, dst->data, (size_t)src->numel);
     } else if (src->dtype == GVM_F32 && dst->dtype == GVM_BF16) {
         gvm_f32_to_bf16_array(src->data, dst->data, (size_t)src->numel);
@@ -199,10 +242,12 @@ void gvm_tensor_copy(gvm_tensor *dst, const gvm_tensor *src) {
 
 void gvm_tensor_print(FILE *f, const gvm_tensor *t, const char *label) {
     char buf[128];
-    fprintf(f, "%s: %s %s", label ? label : "tensor", gvm_dtype_name(t->dtype),
-            gvm_shape_str(t->ndim, t->shape, buf, sizeof buf));
+    fprintf(f, "%s: %s %s on %s", label ? label : "tensor", gvm_dtype_name(t->dtype),
+            gvm_shape_str(t->ndim, t->shape, buf, sizeof buf), gvm_device_name(t->device));
     int64_t n = t->numel < 8 ? t->numel : 8;
+    uint64_t head[8];  // the first values, copied to the host
+    gvm_device_copy(head, GVM_DEVICE_CPU, t->data, t->device, (size_t)n * gvm_dtype_size(t->dtype));
     fprintf(f, " {");
-    for (int64_t i = 0; i < n; i++) fprintf(f, i ? ", %g" : "%g", load_as_double(t->data, t->dtype, i));
+    for (int64_t i = 0; i < n; i++) fprintf(f, i ? ", %g" : "%g", load_as_double(head, t->dtype, i));
     fprintf(f, t->numel > n ? ", ...}\n" : "}\n");
 }

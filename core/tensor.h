@@ -39,10 +39,15 @@ typedef struct gvm_tensor {
 } gvm_tensor;
 
 // ---- heap tensors ----------------------------------------------------------------------------------
-// Zero-filled heap tensor. `shape` has `ndim` entries (0 <= ndim <= GVM_MAX_DIMS; ndim 0 is a scalar).
+// Zero-filled heap tensor on the CPU. `shape` has `ndim` entries (0 <= ndim <= GVM_MAX_DIMS; 0: scalar).
 gvm_tensor *gvm_tensor_new(gvm_dtype dtype, int ndim, const int64_t *shape);
+// The same on `device` (initialised with gvm_device_init, core/device.h).
+gvm_tensor *gvm_tensor_new_on(gvm_device device, gvm_dtype dtype, int ndim, const int64_t *shape);
 // Heap tensor that borrows `data` (not freed by gvm_tensor_free), e.g. a parameter in a block.
 gvm_tensor *gvm_tensor_wrap(gvm_dtype dtype, int ndim, const int64_t *shape, void *data);
+gvm_tensor *gvm_tensor_wrap_on(gvm_device device, gvm_dtype dtype, int ndim, const int64_t *shape, void *data);
+// A heap copy of `t` (values, dtype, shape, name; not grad state) on `device`.
+gvm_tensor *gvm_tensor_to(const gvm_tensor *t, gvm_device device);
 void gvm_tensor_free(gvm_tensor *t);  // frees heap tensors (and their leaf grad); NULL is fine
 
 // ---- arena tensors (freed by gvm_ctx_reset) --------------------------------------------------------
@@ -62,7 +67,7 @@ int gvm_tensor_axis(const gvm_tensor *t, int axis);
 // "[2, 3, 4]" into buf (for messages).
 const char *gvm_shape_str(int ndim, const int64_t *shape, char *buf, size_t buf_size);
 
-// Typed access (aborts on a dtype mismatch): the data as float* / int32_t* / int64_t*.
+// Typed host access (aborts on a dtype mismatch or a tensor that is not on the CPU).
 float *gvm_tensor_f32(const gvm_tensor *t);
 int32_t *gvm_tensor_i32(const gvm_tensor *t);
 int64_t *gvm_tensor_i64(const gvm_tensor *t);
@@ -70,8 +75,9 @@ uint8_t *gvm_tensor_u8(const gvm_tensor *t);  // u8 or bool
 // Element i of an integer tensor (i16/i32/i64/u8/bool) as int64.
 int64_t gvm_tensor_get_index(const gvm_tensor *t, int64_t i);
 
-void gvm_tensor_fill(gvm_tensor *t, float value);  // f32 tensors
+void gvm_tensor_fill(gvm_tensor *t, float value);  // f32 tensors, any device
 // Copy `src` into `dst` (same numel), converting between any two dtypes (floats round to nearest even).
+// Any two devices when the dtypes match; a conversion needs both on one device.
 void gvm_tensor_copy(gvm_tensor *dst, const gvm_tensor *src);
 // Print shape, dtype and the first values (debugging).
 void gvm_tensor_print(FILE *f, const gvm_tensor *t, const char *label);

@@ -39,12 +39,12 @@ static void attention_backward(gvm_ctx *ctx, gvm_node *node) {
     float *dk = gvm_needs_grad(k) ? gvm_grad_data(ctx, k) : NULL;
     float *dv = gvm_needs_grad(v) ? gvm_grad_data(ctx, v) : NULL;
     size_t scratch_bytes = GVM_DISPATCH(k_attention_bwd_scratch, q->device, "attention")(&s->dims);
-    gvm_arena_mark mark = gvm_arena_save(&ctx->arena);
-    void *scratch = gvm_arena_alloc(&ctx->arena, scratch_bytes);
+    gvm_arena_mark mark = gvm_arena_save(gvm_ctx_data_arena(ctx));
+    void *scratch = gvm_arena_alloc(gvm_ctx_data_arena(ctx), scratch_bytes);
     GVM_DISPATCH(k_attention_bwd, q->device, "attention")
     (&s->dims, q->data, k->data, v->data, mask_data(mask), node->out->data, s->lse->data, node->out->grad->data, dq, dk,
      dv, scratch);
-    gvm_arena_rewind(&ctx->arena, mark);  // the scratch is dead; the next layer reuses it
+    gvm_arena_rewind(gvm_ctx_data_arena(ctx), mark);  // the scratch is dead; the next layer reuses it
 }
 
 gvm_tensor *gvm_attention(gvm_ctx *ctx, gvm_tensor *q, gvm_tensor *k, gvm_tensor *v, const gvm_attention_opts *opts) {
@@ -72,11 +72,11 @@ gvm_tensor *gvm_attention(gvm_ctx *ctx, gvm_tensor *q, gvm_tensor *k, gvm_tensor
     gvm_tensor *out = gvm_tensor_empty(ctx, GVM_F32, 4, (int64_t[]){B, Tq, H, Dv});
     gvm_tensor *lse = gvm_tensor_empty(ctx, GVM_F32, 3, (int64_t[]){B, H, Tq});
     size_t scratch_bytes = GVM_DISPATCH(k_attention_fwd_scratch, q->device, "attention")(&dims);
-    gvm_arena_mark mark = gvm_arena_save(&ctx->arena);
-    void *scratch = gvm_arena_alloc(&ctx->arena, scratch_bytes);
+    gvm_arena_mark mark = gvm_arena_save(gvm_ctx_data_arena(ctx));
+    void *scratch = gvm_arena_alloc(gvm_ctx_data_arena(ctx), scratch_bytes);
     GVM_DISPATCH(k_attention_fwd, q->device, "attention")
     (&dims, q->data, k->data, v->data, mask_data(mask), out->data, lse->data, scratch);
-    gvm_arena_rewind(&ctx->arena, mark);
+    gvm_arena_rewind(gvm_ctx_data_arena(ctx), mark);
 
     gvm_tensor *inputs[4] = {q, k, v, mask};
     gvm_node *node = gvm_record(ctx, "attention", attention_backward, out, inputs, 4, sizeof(attention_saved));

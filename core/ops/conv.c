@@ -25,7 +25,7 @@ typedef struct {
 static float *scratch_for(gvm_ctx *ctx, gvm_device dev, const gvm_conv1d_geom *g, gvm_conv1d_kernel which,
                           bool need_dw) {
     int64_t n = GVM_DISPATCH(k_conv_scratch, dev, "conv1d")(g, which, need_dw);
-    return gvm_arena_alloc(&ctx->arena, (size_t)(n > 0 ? n : 1) * sizeof(float));
+    return gvm_arena_alloc(gvm_ctx_data_arena(ctx), (size_t)(n > 0 ? n : 1) * sizeof(float));
 }
 
 // Shared checks; fills everything in *g but Cout and Tout. w [A, C/groups, K] in both layouts.
@@ -66,10 +66,10 @@ static void conv_backward(gvm_ctx *ctx, gvm_node *node, gvm_conv1d_kernel kind, 
     float *dw = gvm_needs_grad(w) ? gvm_grad_data(ctx, w) : NULL;        // w's shape
     float *db = gvm_needs_grad(bias) ? gvm_grad_data(ctx, bias) : NULL;  // [Cout]
     if (!dx && !dw && !db) return;
-    gvm_arena_mark mark = gvm_arena_save(&ctx->arena);
+    gvm_arena_mark mark = gvm_arena_save(gvm_ctx_data_arena(ctx));
     float *scratch = scratch_for(ctx, x->device, &s->geom, kind, dw != NULL);
     GVM_DISPATCH(table, x->device, name)(&s->geom, x->data, w->data, node->out->grad->data, dx, dw, db, scratch);
-    gvm_arena_rewind(&ctx->arena, mark);  // scratch is dead once the kernel returns
+    gvm_arena_rewind(gvm_ctx_data_arena(ctx), mark);  // scratch is dead once the kernel returns
 }
 
 static void conv1d_backward(gvm_ctx *ctx, gvm_node *node) {
@@ -92,10 +92,10 @@ gvm_tensor *gvm_conv1d(gvm_ctx *ctx, gvm_tensor *x, gvm_tensor *w, gvm_tensor *b
     g.Tout = span / g.stride + 1;
 
     gvm_tensor *out = gvm_tensor_empty(ctx, GVM_F32, 3, (int64_t[]){g.B, g.Cout, g.Tout});  // [B, Cout, Tout]
-    gvm_arena_mark mark = gvm_arena_save(&ctx->arena);
+    gvm_arena_mark mark = gvm_arena_save(gvm_ctx_data_arena(ctx));
     float *scratch = scratch_for(ctx, x->device, &g, GVM_CONV1D_FWD, false);
     GVM_DISPATCH(k_conv1d_fwd, x->device, "conv1d")(&g, x->data, w->data, bias ? bias->data : NULL, out->data, scratch);
-    gvm_arena_rewind(&ctx->arena, mark);  // scratch is dead once the kernel returns
+    gvm_arena_rewind(gvm_ctx_data_arena(ctx), mark);  // scratch is dead once the kernel returns
     gvm_tensor *inputs[3] = {x, w, bias};
     gvm_node *node = gvm_record(ctx, "conv1d", conv1d_backward, out, inputs, 3, sizeof(conv_saved));
     if (node) ((conv_saved *)node->saved)->geom = g;
@@ -125,11 +125,11 @@ gvm_tensor *gvm_conv_transpose1d(gvm_ctx *ctx, gvm_tensor *x, gvm_tensor *w, gvm
               (long long)g.padding);
 
     gvm_tensor *out = gvm_tensor_empty(ctx, GVM_F32, 3, (int64_t[]){g.B, g.Cout, g.Tout});  // [B, Cout, Tout]
-    gvm_arena_mark mark = gvm_arena_save(&ctx->arena);
+    gvm_arena_mark mark = gvm_arena_save(gvm_ctx_data_arena(ctx));
     float *scratch = scratch_for(ctx, x->device, &g, GVM_CONV_TRANSPOSE1D_FWD, false);
     GVM_DISPATCH(k_conv_transpose1d_fwd, x->device, "conv_transpose1d")
     (&g, x->data, w->data, bias ? bias->data : NULL, out->data, scratch);
-    gvm_arena_rewind(&ctx->arena, mark);  // scratch is dead once the kernel returns
+    gvm_arena_rewind(gvm_ctx_data_arena(ctx), mark);  // scratch is dead once the kernel returns
     gvm_tensor *inputs[3] = {x, w, bias};
     gvm_node *node = gvm_record(ctx, "conv_transpose1d", conv_transpose1d_backward, out, inputs, 3, sizeof(conv_saved));
     if (node) ((conv_saved *)node->saved)->geom = g;

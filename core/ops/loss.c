@@ -56,7 +56,7 @@ gvm_tensor *gvm_cross_entropy(gvm_ctx *ctx, gvm_tensor *logits, gvm_tensor *targ
     if (targets->dtype == GVM_I64) {
         tg = targets->data;
     } else {
-        int64_t *wide = gvm_arena_alloc(&ctx->arena, (size_t)(N ? N : 1) * sizeof(int64_t));
+        int64_t *wide = gvm_arena_alloc(gvm_ctx_data_arena(ctx), (size_t)(N ? N : 1) * sizeof(int64_t));
         const int32_t *narrow = targets->data;
         for (int64_t i = 0; i < N; i++) wide[i] = narrow[i];
         tg = wide;
@@ -70,7 +70,7 @@ gvm_tensor *gvm_cross_entropy(gvm_ctx *ctx, gvm_tensor *logits, gvm_tensor *targ
 
     gvm_tensor *out = gvm_tensor_empty(ctx, GVM_F32, 0, NULL);
     size_t row_bytes = (size_t)(N ? N : 1) * sizeof(float);
-    float *rowmax = gvm_arena_alloc(&ctx->arena, row_bytes), *logsum = gvm_arena_alloc(&ctx->arena, row_bytes);
+    float *rowmax = gvm_arena_alloc(gvm_ctx_data_arena(ctx), row_bytes), *logsum = gvm_arena_alloc(gvm_ctx_data_arena(ctx), row_bytes);
     GVM_DISPATCH(k_ce_fwd, logits->device, "cross_entropy")
     (logits->data, tg, rowmax, logsum, out->data, N, C, ignore_index);
     gvm_tensor *inputs[2] = {logits, targets};

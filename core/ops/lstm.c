@@ -36,12 +36,12 @@ static void lstm_backward(gvm_ctx *ctx, gvm_node *node) {
     float *db_ih = gvm_needs_grad(b_ih) ? gvm_grad_data(ctx, b_ih) : NULL;  // [4H]
     float *db_hh = gvm_needs_grad(b_hh) ? gvm_grad_data(ctx, b_hh) : NULL;  // [4H]
     int64_t n = GVM_DISPATCH(k_lstm_bwd_scratch, x->device, "lstm")(&s->dims);
-    gvm_arena_mark mark = gvm_arena_save(&ctx->arena);
-    float *scratch = gvm_arena_alloc(&ctx->arena, (size_t)(n > 0 ? n : 1) * sizeof(float));
+    gvm_arena_mark mark = gvm_arena_save(gvm_ctx_data_arena(ctx));
+    float *scratch = gvm_arena_alloc(gvm_ctx_data_arena(ctx), (size_t)(n > 0 ? n : 1) * sizeof(float));
     GVM_DISPATCH(k_lstm_bwd, x->device, "lstm")
     (&s->dims, x->data, w_ih->data, w_hh->data, node->out->data, s->gates, s->cell, node->out->grad->data, dx, dw_ih,
      dw_hh, db_ih, db_hh, scratch);
-    gvm_arena_rewind(&ctx->arena, mark);  // scratch is dead once the kernel returns
+    gvm_arena_rewind(gvm_ctx_data_arena(ctx), mark);  // scratch is dead once the kernel returns
 }
 
 gvm_tensor *gvm_lstm(gvm_ctx *ctx, gvm_tensor *x, gvm_tensor *w_ih, gvm_tensor *w_hh, gvm_tensor *b_ih,
@@ -64,15 +64,15 @@ gvm_tensor *gvm_lstm(gvm_ctx *ctx, gvm_tensor *x, gvm_tensor *w_ih, gvm_tensor *
 
     gvm_tensor *out = gvm_tensor_empty(ctx, GVM_F32, 3, (int64_t[]){d.B, d.T, d.H});  // [B, T, H]
     // The forward needs these buffers anyway; when a node is recorded they double as its saved state.
-    float *gates = gvm_arena_alloc(&ctx->arena, (size_t)(d.B * d.T * 4 * d.H) * sizeof(float));  // [B, T, 4H]
-    float *cell = gvm_arena_alloc(&ctx->arena, (size_t)(d.B * d.T * d.H) * sizeof(float));       // [B, T, H]
+    float *gates = gvm_arena_alloc(gvm_ctx_data_arena(ctx), (size_t)(d.B * d.T * 4 * d.H) * sizeof(float));  // [B, T, 4H]
+    float *cell = gvm_arena_alloc(gvm_ctx_data_arena(ctx), (size_t)(d.B * d.T * d.H) * sizeof(float));       // [B, T, H]
     int64_t n = GVM_DISPATCH(k_lstm_fwd_scratch, x->device, "lstm")(&d);
-    gvm_arena_mark mark = gvm_arena_save(&ctx->arena);
-    float *scratch = gvm_arena_alloc(&ctx->arena, (size_t)(n > 0 ? n : 1) * sizeof(float));
+    gvm_arena_mark mark = gvm_arena_save(gvm_ctx_data_arena(ctx));
+    float *scratch = gvm_arena_alloc(gvm_ctx_data_arena(ctx), (size_t)(n > 0 ? n : 1) * sizeof(float));
     GVM_DISPATCH(k_lstm_fwd, x->device, "lstm")
     (&d, x->data, w_ih->data, w_hh->data, b_ih ? b_ih->data : NULL, b_hh ? b_hh->data : NULL, out->data, gates, cell,
      scratch);
-    gvm_arena_rewind(&ctx->arena, mark);  // scratch is dead once the kernel returns
+    gvm_arena_rewind(gvm_ctx_data_arena(ctx), mark);  // scratch is dead once the kernel returns
     gvm_tensor *inputs[5] = {x, w_ih, w_hh, b_ih, b_hh};
     gvm_node *node = gvm_record(ctx, "lstm", lstm_backward, out, inputs, 5, sizeof(lstm_saved));
     if (node) *(lstm_saved *)node->saved = (lstm_saved){d, gates, cell};

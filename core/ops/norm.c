@@ -41,11 +41,11 @@ static const wn_fwd_fn k_wn_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_
 static const wn_bwd_fn k_wn_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_weight_norm_bwd};
 
 static float *arena_floats(gvm_ctx *ctx, int64_t n) {
-    return gvm_arena_alloc(&ctx->arena, (size_t)(n > 0 ? n : 1) * sizeof(float));
+    return gvm_arena_alloc(gvm_ctx_data_arena(ctx), (size_t)(n > 0 ? n : 1) * sizeof(float));
 }
 
 static double *norm_scratch(gvm_ctx *ctx, gvm_device device, int64_t D) {
-    return gvm_arena_alloc(&ctx->arena, GVM_DISPATCH(k_norm_bwd_scratch, device, "norm")(D));
+    return gvm_arena_alloc(gvm_ctx_data_arena(ctx), GVM_DISPATCH(k_norm_bwd_scratch, device, "norm")(D));
 }
 
 // A per-feature parameter of a last-dim norm: NULL, or f32 [D].

@@ -102,7 +102,8 @@ gvm_tensor *gvm_max(gvm_ctx *ctx, gvm_tensor *a, int axis, bool keepdim) {
     gvm_tensor *out = gvm_tensor_empty(ctx, GVM_F32, p.ndim, p.shape);
     // The arg indices [outer, inner] are needed only by the backward pass.
     bool record = gvm_should_record(ctx, &a, 1);
-    int64_t *arg = record ? gvm_arena_alloc(&ctx->arena, (size_t)(p.outer * p.inner) * sizeof(int64_t)) : NULL;
+    int64_t *arg = record ? gvm_arena_alloc(gvm_ctx_data_arena(ctx), (size_t)(p.outer * p.inner) * sizeof(int64_t))
+                          : NULL;
     GVM_DISPATCH(k_max_fwd, a->device, "max")(a->data, out->data, arg, p.outer, p.n, p.inner);
     gvm_node *node = gvm_record(ctx, "max", max_backward, out, &a, 1, sizeof(reduce_saved));
     if (node) *(reduce_saved *)node->saved = (reduce_saved){p.outer, p.n, p.inner, 1.0f, arg};

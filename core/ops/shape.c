@@ -34,7 +34,7 @@ static const cast_fn k_cast_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_
 
 // A view of `base`: same dtype and device, the given shape, data at `data` inside base's storage.
 static gvm_tensor *view_of(gvm_ctx *ctx, const gvm_tensor *base, int ndim, const int64_t *shape, void *data) {
-    gvm_tensor *v = gvm_arena_calloc(&ctx->arena, sizeof *v);
+    gvm_tensor *v = gvm_arena_calloc(&ctx->arena, sizeof *v);  // the struct is host memory
     v->dtype = base->dtype;
     v->device = base->device;
     v->ndim = ndim;
