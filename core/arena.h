@@ -15,6 +15,10 @@
 
 #include "core/dtype.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define GVM_ARENA_ALIGN 64  // cache line; also what AVX-512 loads want
 
 typedef struct gvm_arena_block {
@@ -53,5 +57,9 @@ typedef struct gvm_arena_mark {
 } gvm_arena_mark;
 gvm_arena_mark gvm_arena_save(const gvm_arena *arena);
 void gvm_arena_rewind(gvm_arena *arena, gvm_arena_mark mark);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

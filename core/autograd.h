@@ -14,6 +14,10 @@
 #include "core/context.h"
 #include "core/tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define GVM_NODE_MAX_INPUTS 6
 
 typedef struct gvm_node gvm_node;
@@ -49,5 +53,9 @@ void gvm_backward_with_grad(gvm_ctx *ctx, gvm_tensor *out, const float *seed_gra
 
 // Set the gradient of a heap tensor to zero (no-op when it has none yet).
 void gvm_zero_grad(gvm_tensor *t);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -16,6 +16,10 @@
 
 #include "core/tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define GVM_BROADCAST_MAX_INPUTS 3
 
 typedef struct gvm_broadcast {
@@ -59,5 +63,9 @@ typedef struct gvm_broadcast_iter {
 void gvm_broadcast_iter_init(const gvm_broadcast *bc, gvm_broadcast_iter *it, int64_t lo, int64_t hi);
 // The next run into *run; false when the range is done.
 bool gvm_broadcast_iter_next(const gvm_broadcast *bc, gvm_broadcast_iter *it, gvm_broadcast_run *run);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -20,6 +20,10 @@
 #include "core/rng.h"
 #include "core/tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 struct gvm_node;
 
 typedef struct gvm_ctx {
@@ -55,5 +59,9 @@ void gvm_ctx_reset(gvm_ctx *ctx);
 void gvm_no_grad_begin(gvm_ctx *ctx);
 void gvm_no_grad_end(gvm_ctx *ctx);
 bool gvm_grad_enabled(const gvm_ctx *ctx);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

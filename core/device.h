@@ -12,6 +12,10 @@
 #include "core/dtype.h"
 #include "core/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 // Make `device` usable (idempotent). GVM_ERR_DEVICE with a message when it is not: no GPU, no driver, a
 // build without CUDA.
 gvm_status gvm_device_init(gvm_device device);
@@ -32,5 +36,9 @@ void gvm_device_add_f32(gvm_device device, float *dst, const float *src, int64_t
 void gvm_device_copy(void *dst, gvm_device dst_device, const void *src, gvm_device src_device, size_t bytes);
 // Wait until all queued work on the device is done (no-op on the CPU).
 void gvm_device_synchronize(gvm_device device);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -12,6 +12,10 @@
 
 #include "core/error.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 // Fills a table's CUDA slot in builds with the CUDA backend, and nothing otherwise:
 //   static const softmax_kernel softmax_fwd[GVM_DEVICE_COUNT] = {
 //       [GVM_DEVICE_CPU] = gvm_cpu_softmax_fwd, GVM_CUDA_KERNEL(gvm_cuda_softmax_fwd)};
@@ -26,5 +30,9 @@
                        : (gvm_fatal(__FILE__, __LINE__, "op %s has no kernel for device %s",     \
                                     (op_name), gvm_device_name(device)),                          \
                           (table)[0]))
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

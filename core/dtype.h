@@ -6,6 +6,10 @@
 #include <stdint.h>
 #include <stdbool.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum gvm_dtype {
     GVM_F32 = 0,
     GVM_F16,
@@ -33,5 +37,9 @@ bool gvm_dtype_from_safetensors_name(const char *name, gvm_dtype *out);
 bool gvm_dtype_is_float(gvm_dtype dtype);
 bool gvm_dtype_is_integer(gvm_dtype dtype);   // i16/i32/i64/u8/bool
 const char *gvm_device_name(gvm_device device);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

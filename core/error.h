@@ -12,6 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum gvm_status {
     GVM_OK = 0,
     GVM_ERR_IO,          // a file could not be opened, read or written
@@ -45,5 +49,9 @@ void *gvm_xmalloc(size_t size, const char *file, int line);
 void *gvm_xcalloc(size_t count, size_t size, const char *file, int line);
 #define GVM_MALLOC(size) gvm_xmalloc((size), __FILE__, __LINE__)
 #define GVM_CALLOC(count, size) gvm_xcalloc((count), (size), __FILE__, __LINE__)
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

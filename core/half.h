@@ -7,6 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 uint16_t gvm_f32_to_f16(float f);
 float gvm_f16_to_f32(uint16_t h);
 uint16_t gvm_f32_to_bf16(float f);
@@ -16,5 +20,9 @@ void gvm_f32_to_f16_array(const float *src, uint16_t *dst, size_t n);
 void gvm_f16_to_f32_array(const uint16_t *src, float *dst, size_t n);
 void gvm_f32_to_bf16_array(const float *src, uint16_t *dst, size_t n);
 void gvm_bf16_to_f32_array(const uint16_t *src, float *dst, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -17,6 +17,10 @@
 #include "core/context.h"
 #include "core/tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define GVM_AXIS_ALL 1000  // reduce over every element
 
 // ---- matmul (core/ops/matmul.c) --------------------------------------------------------------------------
@@ -137,5 +141,9 @@ gvm_tensor *gvm_conv_transpose1d(gvm_ctx *ctx, gvm_tensor *x, gvm_tensor *w, gvm
 // x [B, T, I], w_ih [4H, I], w_hh [4H, H], b_ih [4H] or NULL, b_hh [4H] or NULL -> [B, T, H].
 gvm_tensor *gvm_lstm(gvm_ctx *ctx, gvm_tensor *x, gvm_tensor *w_ih, gvm_tensor *w_hh, gvm_tensor *b_ih,
                      gvm_tensor *b_hh);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -18,6 +18,10 @@
 #include "core/error.h"
 #include "core/tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define GVM_PARAM_MAX_STATES 4
 
 typedef struct gvm_param_store {
@@ -54,5 +58,9 @@ gvm_status gvm_param_store_save(const gvm_param_store *ps, const char *path, con
 // Load parameters by name from a safetensors file (f32/f16/bf16 converted). Every parameter must be
 // present with its shape; tensors in the file that the store lacks are an error unless allow_extra.
 gvm_status gvm_param_store_load(gvm_param_store *ps, const char *path, bool allow_extra);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

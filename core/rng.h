@@ -9,6 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct gvm_rng {
     uint64_t seed;
     uint64_t offset;  // counter of 4x32-bit blocks already consumed
@@ -31,5 +35,9 @@ void gvm_rng_normal(gvm_rng *rng, float *out, size_t n, float mean, float std);
 uint32_t gvm_rng_u32(gvm_rng *rng);
 // Uniform integer in [0, n) (n > 0), unbiased by rejection.
 uint64_t gvm_rng_below(gvm_rng *rng, uint64_t n);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

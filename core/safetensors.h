@@ -11,6 +11,10 @@
 #include "core/error.h"
 #include "core/tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct gvm_st_entry {
     const char *name;
     gvm_dtype dtype;
@@ -48,5 +52,9 @@ void gvm_st_writer_add_metadata(gvm_st_writer *w, const char *key, const char *v
 // stays intact when anything fails.
 gvm_status gvm_st_writer_write(gvm_st_writer *w, const char *path);
 void gvm_st_writer_free(gvm_st_writer *w);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

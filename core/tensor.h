@@ -14,6 +14,10 @@
 
 #include "core/dtype.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define GVM_MAX_DIMS 6
 
 struct gvm_node;
@@ -81,5 +85,9 @@ void gvm_tensor_fill(gvm_tensor *t, float value);  // f32 tensors, any device
 void gvm_tensor_copy(gvm_tensor *dst, const gvm_tensor *src);
 // Print shape, dtype and the first values (debugging).
 void gvm_tensor_print(FILE *f, const gvm_tensor *t, const char *label);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

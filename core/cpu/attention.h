@@ -12,6 +12,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct gvm_attention_dims {
     int64_t B, Tq, Tk, H, D, Dv;
     bool causal;  // query i sees key j iff j <= i + (Tk - Tq)
@@ -32,5 +36,9 @@ void gvm_cpu_attention_fwd(const gvm_attention_dims *d, const float *q, const fl
 void gvm_cpu_attention_bwd(const gvm_attention_dims *d, const float *q, const float *k, const float *v,
                            const uint8_t *key_mask, const float *out, const float *lse, const float *dout, float *dq,
                            float *dk, float *dv, void *scratch);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

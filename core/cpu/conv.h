@@ -12,6 +12,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct gvm_conv1d_geom {
     int64_t B, Cin, Cout, T, Tout, K;           // T: input length, Tout: output length
     int64_t stride, padding, dilation, groups;  // already normalised (>= 1, padding >= 0)
@@ -41,5 +45,9 @@ void gvm_cpu_conv_transpose1d_fwd(const gvm_conv1d_geom *g, const float *x, cons
 // Accumulates (+=) into dx [B, Cin, T], dw [Cin, Cout/groups, K], db [Cout]; any of them may be NULL.
 void gvm_cpu_conv_transpose1d_bwd(const gvm_conv1d_geom *g, const float *x, const float *w, const float *dy, float *dx,
                                   float *dw, float *db, float *scratch);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

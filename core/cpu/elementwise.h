@@ -8,6 +8,10 @@
 
 #include "core/broadcast.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum gvm_binary_op {
     GVM_BINARY_ADD = 0,
     GVM_BINARY_SUB,
@@ -56,5 +60,9 @@ void gvm_cpu_dropout_bwd(const float *gy, float *gx, int64_t n, uint64_t seed, u
 void gvm_cpu_masked_fill_fwd(const float *a, const uint8_t *mask, float *y, float value, const gvm_broadcast *bc);
 // ga += mask ? 0 : gy.
 void gvm_cpu_masked_fill_bwd(const uint8_t *mask, const float *gy, float *ga, const gvm_broadcast *bc);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -5,6 +5,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct gvm_lstm_dims {
     int64_t B, T, I, H;  // batch, steps, input features, hidden size
 } gvm_lstm_dims;
@@ -26,5 +30,9 @@ int64_t gvm_cpu_lstm_bwd_scratch_floats(const gvm_lstm_dims *d);
 void gvm_cpu_lstm_bwd(const gvm_lstm_dims *d, const float *x, const float *w_ih, const float *w_hh, const float *h,
                       const float *gates, const float *cell, const float *dh, float *dx, float *dw_ih, float *dw_hh,
                       float *db_ih, float *db_hh, float *scratch);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -9,6 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 // Bytes of scratch the layer-norm and RMS-norm backward kernels need for D columns: per-thread partial
 // column sums of dweight and dbias (3 * D doubles for each of omp_get_max_threads() threads), so the
 // column sums over rows are race-free without atomics. Always pass it (the kernels use it even when
@@ -51,5 +55,9 @@ void gvm_cpu_weight_norm_fwd(const float *g, const float *v, float *w, float *no
 // dw [O, K] -> dg [O], dv [O, K] += (either may be NULL)
 void gvm_cpu_weight_norm_bwd(const float *g, const float *v, const float *norm, const float *dw, float *dg, float *dv,
                              int64_t O, int64_t K);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

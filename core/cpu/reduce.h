@@ -8,6 +8,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 // y[o, i] = scale * sum_k x[o, k, i], summed in double (scale 1 for sum, 1/n for mean).
 void gvm_cpu_sum_fwd(const float *x, float *y, int64_t outer, int64_t n, int64_t inner, double scale);
 // dx[o, k, i] += scale * dy[o, i]
@@ -24,5 +28,9 @@ void gvm_cpu_max_bwd(const float *dy, const int64_t *arg, float *dx, int64_t out
 void gvm_cpu_mean_pool_fwd(const float *x, const uint8_t *mask, float *y, int64_t outer, int64_t n, int64_t inner);
 // dx[o, k, i] += m[o, k] dy[o, i] / count
 void gvm_cpu_mean_pool_bwd(const float *dy, const uint8_t *mask, float *dx, int64_t outer, int64_t n, int64_t inner);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

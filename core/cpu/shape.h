@@ -13,6 +13,10 @@
 
 #include "core/dtype.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 // dst = src with dims reordered: src [shape[0], ..., shape[ndim-1]], dst.shape[i] = shape[perm[i]].
 void gvm_cpu_permute_fwd(const void *src, void *dst, size_t esize, int ndim, const int64_t *shape, const int *perm);
 // dx [shape] += dy permuted back; dy has the permuted shape (out_shape[i] = shape[perm[i]]).
@@ -53,5 +57,9 @@ void gvm_cpu_gather_bwd(const float *dy, float *dx, const void *idx, bool idx64,
 
 // dst = src converted element by element, with gvm_tensor_copy's rules (floats round to nearest even).
 void gvm_cpu_cast_fwd(const void *src, gvm_dtype src_dtype, void *dst, gvm_dtype dst_dtype, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

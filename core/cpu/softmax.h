@@ -7,6 +7,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 // x [outer, n, inner] -> y [outer, n, inner]
 void gvm_cpu_softmax_fwd(const float *x, float *y, int64_t outer, int64_t n, int64_t inner);
 // y, dy [outer, n, inner]: dx += y * (dy - sum_n(dy * y))
@@ -34,5 +38,9 @@ void gvm_cpu_mse_loss_bwd(const float *a, const float *b, const float *dloss, fl
 void gvm_cpu_l1_loss_fwd(const float *a, const float *b, float *loss, int64_t n);
 // sign(a - b) with sign(0) = 0, as PyTorch; da, db may be NULL
 void gvm_cpu_l1_loss_bwd(const float *a, const float *b, const float *dloss, float *da, float *db, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
