@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "core/ops.h"
+#include "core/optim.h"
 #include "core/param_store.h"
 #include "core/rng.h"
 #include "core/safetensors.h"
