@@ -11,6 +11,10 @@
 #include "core/error.h"
 #include "core/ops.h"
 
+#ifdef GVM_HAVE_CUDA
+#include "core/cuda/softmax.h"
+#endif
+
 typedef void (*ce_fwd_fn)(const float *logits, const int64_t *targets, float *rowmax, float *logsum, float *loss,
                           int64_t N, int64_t C, int64_t ignore_index);
 typedef void (*ce_bwd_fn)(const float *logits, const int64_t *targets, const float *rowmax, const float *logsum,
@@ -18,14 +22,30 @@ typedef void (*ce_bwd_fn)(const float *logits, const int64_t *targets, const flo
 typedef void (*pair_loss_fwd_fn)(const float *a, const float *b, float *loss, int64_t n);
 typedef void (*pair_loss_bwd_fn)(const float *a, const float *b, const float *dloss, float *da, float *db, int64_t n);
 
-static const ce_fwd_fn k_ce_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_cross_entropy_fwd};
-static const ce_bwd_fn k_ce_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_cross_entropy_bwd};
-static const pair_loss_fwd_fn k_mse_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_mse_loss_fwd};
-static const pair_loss_bwd_fn k_mse_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_mse_loss_bwd};
-static const pair_loss_fwd_fn k_l1_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_l1_loss_fwd};
-static const pair_loss_bwd_fn k_l1_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_l1_loss_bwd};
+static const ce_fwd_fn k_ce_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_cross_entropy_fwd,
+                                                     GVM_CUDA_KERNEL(gvm_cuda_cross_entropy_fwd)};
+static const ce_bwd_fn k_ce_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_cross_entropy_bwd,
+                                                     GVM_CUDA_KERNEL(gvm_cuda_cross_entropy_bwd)};
+static const pair_loss_fwd_fn k_mse_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_mse_loss_fwd,
+                                                             GVM_CUDA_KERNEL(gvm_cuda_mse_loss_fwd)};
+static const pair_loss_bwd_fn k_mse_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_mse_loss_bwd,
+                                                             GVM_CUDA_KERNEL(gvm_cuda_mse_loss_bwd)};
+static const pair_loss_fwd_fn k_l1_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_l1_loss_fwd,
+                                                            GVM_CUDA_KERNEL(gvm_cuda_l1_loss_fwd)};
+static const pair_loss_bwd_fn k_l1_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_l1_loss_bwd,
+                                                            GVM_CUDA_KERNEL(gvm_cuda_l1_loss_bwd)};
 
 // ---- cross-entropy -----------------------------------------------------------------------------------------
+
+// i32 targets are widened to the i64 the kernels read, on the targets' device (CUDA: core/cuda/softmax.cu).
+typedef void (*widen_fn)(const int32_t *src, int64_t *dst, int64_t n);
+
+static void cpu_widen_i32_i64(const int32_t *src, int64_t *dst, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = src[i];
+}
+
+static const widen_fn k_widen[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = cpu_widen_i32_i64,
+                                                   GVM_CUDA_KERNEL(gvm_cuda_widen_i32_i64)};
 
 typedef struct {
     const int64_t *targets;  // [N], i64 (the input's own data, or an arena copy of i32 targets)
@@ -52,21 +72,23 @@ gvm_tensor *gvm_cross_entropy(gvm_ctx *ctx, gvm_tensor *logits, gvm_tensor *targ
     GVM_CHECK(targets->ndim == 1 && targets->shape[0] == N,
               "cross_entropy: targets must be [%lld] (got %lld values, rank %d)", (long long)N,
               (long long)targets->numel, targets->ndim);
+    GVM_CHECK(targets->device == logits->device, "cross_entropy: logits on %s but targets on %s",
+              gvm_device_name(logits->device), gvm_device_name(targets->device));
     const int64_t *tg;
     if (targets->dtype == GVM_I64) {
         tg = targets->data;
     } else {
         int64_t *wide = gvm_arena_alloc(gvm_ctx_data_arena(ctx), (size_t)(N ? N : 1) * sizeof(int64_t));
-        const int32_t *narrow = targets->data;
-        for (int64_t i = 0; i < N; i++) wide[i] = narrow[i];
+        GVM_DISPATCH(k_widen, targets->device, "cross_entropy")(targets->data, wide, N);
         tg = wide;
     }
     // A target outside the classes would index outside the row: a bug in the caller's data pipeline.
-    // (Checked here, on the host; a device backend validates in its kernel.)
-    for (int64_t i = 0; i < N; i++)
-        GVM_CHECK(tg[i] == ignore_index || (tg[i] >= 0 && tg[i] < C),
-                  "cross_entropy: target %lld at row %lld is outside 0..%lld and is not ignore_index (%lld)",
-                  (long long)tg[i], (long long)i, (long long)C - 1, (long long)ignore_index);
+    // Checked here for CPU tensors; the CUDA kernel checks each row's target itself (and traps on a bad one).
+    if (targets->device == GVM_DEVICE_CPU)
+        for (int64_t i = 0; i < N; i++)
+            GVM_CHECK(tg[i] == ignore_index || (tg[i] >= 0 && tg[i] < C),
+                      "cross_entropy: target %lld at row %lld is outside 0..%lld and is not ignore_index (%lld)",
+                      (long long)tg[i], (long long)i, (long long)C - 1, (long long)ignore_index);
 
     gvm_tensor *out = gvm_tensor_empty(ctx, GVM_F32, 0, NULL);
     size_t row_bytes = (size_t)(N ? N : 1) * sizeof(float);
@@ -94,6 +116,7 @@ static void l1_backward(gvm_ctx *ctx, gvm_node *node) { pair_loss_backward(ctx, 
 static gvm_tensor *pair_loss(gvm_ctx *ctx, gvm_tensor *a, gvm_tensor *b, const char *name,
                              const pair_loss_fwd_fn *table, gvm_backward_fn backward) {
     GVM_CHECK(a->dtype == GVM_F32 && b->dtype == GVM_F32, "%s: f32 inputs required", name);
+    GVM_CHECK(a->device == b->device, "%s: inputs on different devices", name);
     char sa[64], sb[64];
     GVM_CHECK(gvm_tensor_same_shape(a, b), "%s: shapes differ (%s vs %s)", name,
               gvm_shape_str(a->ndim, a->shape, sa, sizeof sa), gvm_shape_str(b->ndim, b->shape, sb, sizeof sb));

@@ -7,18 +7,28 @@
 #include "core/error.h"
 #include "core/ops.h"
 
+#ifdef GVM_HAVE_CUDA
+#include "core/cuda/reduce.h"
+#endif
+
 typedef void (*sum_fwd_fn)(const float *x, float *y, int64_t outer, int64_t n, int64_t inner, double scale);
 typedef void (*sum_bwd_fn)(const float *dy, float *dx, int64_t outer, int64_t n, int64_t inner, float scale);
 typedef void (*max_fwd_fn)(const float *x, float *y, int64_t *arg, int64_t outer, int64_t n, int64_t inner);
 typedef void (*max_bwd_fn)(const float *dy, const int64_t *arg, float *dx, int64_t outer, int64_t n, int64_t inner);
 typedef void (*mean_pool_fn)(const float *x, const uint8_t *mask, float *y, int64_t outer, int64_t n, int64_t inner);
 
-static const sum_fwd_fn k_sum_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_sum_fwd};
-static const sum_bwd_fn k_sum_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_sum_bwd};
-static const max_fwd_fn k_max_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_max_fwd};
-static const max_bwd_fn k_max_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_max_bwd};
-static const mean_pool_fn k_mean_pool_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_mean_pool_fwd};
-static const mean_pool_fn k_mean_pool_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_mean_pool_bwd};
+static const sum_fwd_fn k_sum_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_sum_fwd,
+                                                       GVM_CUDA_KERNEL(gvm_cuda_sum_fwd)};
+static const sum_bwd_fn k_sum_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_sum_bwd,
+                                                       GVM_CUDA_KERNEL(gvm_cuda_sum_bwd)};
+static const max_fwd_fn k_max_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_max_fwd,
+                                                       GVM_CUDA_KERNEL(gvm_cuda_max_fwd)};
+static const max_bwd_fn k_max_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_max_bwd,
+                                                       GVM_CUDA_KERNEL(gvm_cuda_max_bwd)};
+static const mean_pool_fn k_mean_pool_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_mean_pool_fwd,
+                                                               GVM_CUDA_KERNEL(gvm_cuda_mean_pool_fwd)};
+static const mean_pool_fn k_mean_pool_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_mean_pool_bwd,
+                                                               GVM_CUDA_KERNEL(gvm_cuda_mean_pool_bwd)};
 
 // How a reduction of `a` over `axis` folds: x [outer, n, inner] -> out shape (ndim, shape).
 typedef struct {
@@ -139,6 +149,7 @@ gvm_tensor *gvm_mean_pool(gvm_ctx *ctx, gvm_tensor *x, int axis, gvm_tensor *mas
                   ax);
         GVM_CHECK(mask->dtype == GVM_BOOL || mask->dtype == GVM_U8, "mean_pool: mask must be bool or u8, got %s",
                   gvm_dtype_name(mask->dtype));
+        GVM_CHECK(mask->device == x->device, "mean_pool: x and mask on different devices");
     }
     reduce_plan p = plan_reduce(x, ax, false, "mean_pool");
     gvm_tensor *out = gvm_tensor_empty(ctx, GVM_F32, p.ndim, p.shape);  // x's shape without the axis

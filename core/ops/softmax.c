@@ -9,13 +9,21 @@
 #include "core/error.h"
 #include "core/ops.h"
 
+#ifdef GVM_HAVE_CUDA
+#include "core/cuda/softmax.h"
+#endif
+
 typedef void (*softmax_fwd_fn)(const float *x, float *y, int64_t outer, int64_t n, int64_t inner);
 typedef void (*softmax_bwd_fn)(const float *y, const float *dy, float *dx, int64_t outer, int64_t n, int64_t inner);
 
-static const softmax_fwd_fn k_softmax_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_softmax_fwd};
-static const softmax_bwd_fn k_softmax_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_softmax_bwd};
-static const softmax_fwd_fn k_log_softmax_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_log_softmax_fwd};
-static const softmax_bwd_fn k_log_softmax_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_log_softmax_bwd};
+static const softmax_fwd_fn k_softmax_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_softmax_fwd,
+                                                               GVM_CUDA_KERNEL(gvm_cuda_softmax_fwd)};
+static const softmax_bwd_fn k_softmax_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_softmax_bwd,
+                                                               GVM_CUDA_KERNEL(gvm_cuda_softmax_bwd)};
+static const softmax_fwd_fn k_log_softmax_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_log_softmax_fwd,
+                                                                   GVM_CUDA_KERNEL(gvm_cuda_log_softmax_fwd)};
+static const softmax_bwd_fn k_log_softmax_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_log_softmax_bwd,
+                                                                   GVM_CUDA_KERNEL(gvm_cuda_log_softmax_bwd)};
 
 typedef struct {
     int64_t outer, n, inner;
