@@ -6,17 +6,26 @@
 #include "core/error.h"
 #include "core/ops.h"
 
+#ifdef GVM_HAVE_CUDA
+#include "core/cuda/conv.h"
+#endif
+
 typedef int64_t (*conv_scratch_fn)(const gvm_conv1d_geom *g, gvm_conv1d_kernel which, bool need_dw);
 typedef void (*conv_fwd_fn)(const gvm_conv1d_geom *g, const float *x, const float *w, const float *bias, float *y,
                             float *scratch);
 typedef void (*conv_bwd_fn)(const gvm_conv1d_geom *g, const float *x, const float *w, const float *dy, float *dx,
                             float *dw, float *db, float *scratch);
 
-static const conv_scratch_fn k_conv_scratch[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_conv1d_scratch_floats};
-static const conv_fwd_fn k_conv1d_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_conv1d_fwd};
-static const conv_bwd_fn k_conv1d_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_conv1d_bwd};
-static const conv_fwd_fn k_conv_transpose1d_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_conv_transpose1d_fwd};
-static const conv_bwd_fn k_conv_transpose1d_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_conv_transpose1d_bwd};
+static const conv_scratch_fn k_conv_scratch[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_conv1d_scratch_floats,
+                                                                   GVM_CUDA_KERNEL(gvm_cuda_conv1d_scratch_floats)};
+static const conv_fwd_fn k_conv1d_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_conv1d_fwd,
+                                                           GVM_CUDA_KERNEL(gvm_cuda_conv1d_fwd)};
+static const conv_bwd_fn k_conv1d_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_conv1d_bwd,
+                                                           GVM_CUDA_KERNEL(gvm_cuda_conv1d_bwd)};
+static const conv_fwd_fn k_conv_transpose1d_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_conv_transpose1d_fwd,
+                                                                     GVM_CUDA_KERNEL(gvm_cuda_conv_transpose1d_fwd)};
+static const conv_bwd_fn k_conv_transpose1d_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_conv_transpose1d_bwd,
+                                                                     GVM_CUDA_KERNEL(gvm_cuda_conv_transpose1d_bwd)};
 
 typedef struct {
     gvm_conv1d_geom geom;

@@ -6,6 +6,10 @@
 #include "core/error.h"
 #include "core/ops.h"
 
+#ifdef GVM_HAVE_CUDA
+#include "core/cuda/lstm.h"
+#endif
+
 typedef void (*lstm_fwd_fn)(const gvm_lstm_dims *d, const float *x, const float *w_ih, const float *w_hh,
                             const float *b_ih, const float *b_hh, float *h, float *gates, float *cell,
                             float *scratch);
@@ -14,12 +18,14 @@ typedef void (*lstm_bwd_fn)(const gvm_lstm_dims *d, const float *x, const float 
                             const float *h, const float *gates, const float *cell, const float *dh, float *dx,
                             float *dw_ih, float *dw_hh, float *db_ih, float *db_hh, float *scratch);
 
-static const lstm_fwd_fn k_lstm_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_lstm_fwd};
-static const lstm_scratch_fn k_lstm_fwd_scratch[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] =
-                                                                         gvm_cpu_lstm_fwd_scratch_floats};
-static const lstm_scratch_fn k_lstm_bwd_scratch[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] =
-                                                                         gvm_cpu_lstm_bwd_scratch_floats};
-static const lstm_bwd_fn k_lstm_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_lstm_bwd};
+static const lstm_fwd_fn k_lstm_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_lstm_fwd,
+                                                         GVM_CUDA_KERNEL(gvm_cuda_lstm_fwd)};
+static const lstm_scratch_fn k_lstm_fwd_scratch[GVM_DEVICE_COUNT] = {
+    [GVM_DEVICE_CPU] = gvm_cpu_lstm_fwd_scratch_floats, GVM_CUDA_KERNEL(gvm_cuda_lstm_fwd_scratch_floats)};
+static const lstm_scratch_fn k_lstm_bwd_scratch[GVM_DEVICE_COUNT] = {
+    [GVM_DEVICE_CPU] = gvm_cpu_lstm_bwd_scratch_floats, GVM_CUDA_KERNEL(gvm_cuda_lstm_bwd_scratch_floats)};
+static const lstm_bwd_fn k_lstm_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_lstm_bwd,
+                                                         GVM_CUDA_KERNEL(gvm_cuda_lstm_bwd)};
 
 typedef struct {
     gvm_lstm_dims dims;
