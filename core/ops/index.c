@@ -1,9 +1,13 @@
 // ops/index.c: ops that pick elements by integer indices: index_select, gather (PyTorch's semantics) and
-// embedding; forward and backward (scatter-adds: repeated indices accumulate). Kernels in core/cpu/shape.c.
+// embedding; forward and backward (scatter-adds: repeated indices accumulate). Kernels in core/cpu/shape.c and
+// core/cuda/shape.cu.
 // An index outside its axis is a programming error: the kernel aborts naming the index and the size.
 #include <string.h>
 
 #include "core/cpu/shape.h"
+#ifdef GVM_HAVE_CUDA
+#include "core/cuda/shape.h"
+#endif
 #include "core/dispatch.h"
 #include "core/error.h"
 #include "core/ops.h"
@@ -17,10 +21,14 @@ typedef void (*gather_fwd_fn)(const void *src, void *dst, size_t esize, const vo
 typedef void (*gather_bwd_fn)(const float *dy, float *dx, const void *idx, bool idx64, int ndim,
                               const int64_t *src_shape, const int64_t *idx_shape, int axis);
 
-static const index_select_fwd_fn k_index_select_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_index_select_fwd};
-static const index_select_bwd_fn k_index_select_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_index_select_bwd};
-static const gather_fwd_fn k_gather_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_gather_fwd};
-static const gather_bwd_fn k_gather_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_gather_bwd};
+static const index_select_fwd_fn k_index_select_fwd[GVM_DEVICE_COUNT] = {
+    [GVM_DEVICE_CPU] = gvm_cpu_index_select_fwd, GVM_CUDA_KERNEL(gvm_cuda_index_select_fwd)};
+static const index_select_bwd_fn k_index_select_bwd[GVM_DEVICE_COUNT] = {
+    [GVM_DEVICE_CPU] = gvm_cpu_index_select_bwd, GVM_CUDA_KERNEL(gvm_cuda_index_select_bwd)};
+static const gather_fwd_fn k_gather_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_gather_fwd,
+                                                                 GVM_CUDA_KERNEL(gvm_cuda_gather_fwd)};
+static const gather_bwd_fn k_gather_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_gather_bwd,
+                                                                 GVM_CUDA_KERNEL(gvm_cuda_gather_bwd)};
 
 static bool check_index_dtype(const gvm_tensor *idx, const char *op) {
     GVM_CHECK(idx->dtype == GVM_I32 || idx->dtype == GVM_I64, "%s: indices must be i32 or i64, got %s", op,

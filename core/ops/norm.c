@@ -2,6 +2,9 @@
 // normalisation, forward and backward. Each saves its per-row statistics (a few floats per row) so that
 // backward need not recompute them.
 #include "core/cpu/norm.h"
+#ifdef GVM_HAVE_CUDA
+#include "core/cuda/norm.h"
+#endif
 
 #include "core/dispatch.h"
 #include "core/error.h"
@@ -28,17 +31,28 @@ typedef void (*wn_bwd_fn)(const float *g, const float *v, const float *norm, con
                           int64_t O, int64_t K);
 
 // Bytes of scratch the layer/RMS norm backward kernels want for their dweight/dbias partial sums.
-static const norm_scratch_fn k_norm_bwd_scratch[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_norm_bwd_scratch_bytes};
-static const layer_norm_fwd_fn k_layer_norm_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_layer_norm_fwd};
-static const layer_norm_bwd_fn k_layer_norm_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_layer_norm_bwd};
-static const rms_norm_fwd_fn k_rms_norm_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_rms_norm_fwd};
-static const rms_norm_bwd_fn k_rms_norm_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_rms_norm_bwd};
-static const l2n_fwd_fn k_l2n_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_l2_normalize_fwd};
-static const l2n_bwd_fn k_l2n_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_l2_normalize_bwd};
-static const cos_fwd_fn k_cos_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_cosine_similarity_fwd};
-static const cos_bwd_fn k_cos_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_cosine_similarity_bwd};
-static const wn_fwd_fn k_wn_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_weight_norm_fwd};
-static const wn_bwd_fn k_wn_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_weight_norm_bwd};
+static const norm_scratch_fn k_norm_bwd_scratch[GVM_DEVICE_COUNT] = {
+    [GVM_DEVICE_CPU] = gvm_cpu_norm_bwd_scratch_bytes, GVM_CUDA_KERNEL(gvm_cuda_norm_bwd_scratch_bytes)};
+static const layer_norm_fwd_fn k_layer_norm_fwd[GVM_DEVICE_COUNT] = {
+    [GVM_DEVICE_CPU] = gvm_cpu_layer_norm_fwd, GVM_CUDA_KERNEL(gvm_cuda_layer_norm_fwd)};
+static const layer_norm_bwd_fn k_layer_norm_bwd[GVM_DEVICE_COUNT] = {
+    [GVM_DEVICE_CPU] = gvm_cpu_layer_norm_bwd, GVM_CUDA_KERNEL(gvm_cuda_layer_norm_bwd)};
+static const rms_norm_fwd_fn k_rms_norm_fwd[GVM_DEVICE_COUNT] = {
+    [GVM_DEVICE_CPU] = gvm_cpu_rms_norm_fwd, GVM_CUDA_KERNEL(gvm_cuda_rms_norm_fwd)};
+static const rms_norm_bwd_fn k_rms_norm_bwd[GVM_DEVICE_COUNT] = {
+    [GVM_DEVICE_CPU] = gvm_cpu_rms_norm_bwd, GVM_CUDA_KERNEL(gvm_cuda_rms_norm_bwd)};
+static const l2n_fwd_fn k_l2n_fwd[GVM_DEVICE_COUNT] = {
+    [GVM_DEVICE_CPU] = gvm_cpu_l2_normalize_fwd, GVM_CUDA_KERNEL(gvm_cuda_l2_normalize_fwd)};
+static const l2n_bwd_fn k_l2n_bwd[GVM_DEVICE_COUNT] = {
+    [GVM_DEVICE_CPU] = gvm_cpu_l2_normalize_bwd, GVM_CUDA_KERNEL(gvm_cuda_l2_normalize_bwd)};
+static const cos_fwd_fn k_cos_fwd[GVM_DEVICE_COUNT] = {
+    [GVM_DEVICE_CPU] = gvm_cpu_cosine_similarity_fwd, GVM_CUDA_KERNEL(gvm_cuda_cosine_similarity_fwd)};
+static const cos_bwd_fn k_cos_bwd[GVM_DEVICE_COUNT] = {
+    [GVM_DEVICE_CPU] = gvm_cpu_cosine_similarity_bwd, GVM_CUDA_KERNEL(gvm_cuda_cosine_similarity_bwd)};
+static const wn_fwd_fn k_wn_fwd[GVM_DEVICE_COUNT] = {
+    [GVM_DEVICE_CPU] = gvm_cpu_weight_norm_fwd, GVM_CUDA_KERNEL(gvm_cuda_weight_norm_fwd)};
+static const wn_bwd_fn k_wn_bwd[GVM_DEVICE_COUNT] = {
+    [GVM_DEVICE_CPU] = gvm_cpu_weight_norm_bwd, GVM_CUDA_KERNEL(gvm_cuda_weight_norm_bwd)};
 
 static float *arena_floats(gvm_ctx *ctx, int64_t n) {
     return gvm_arena_alloc(gvm_ctx_data_arena(ctx), (size_t)(n > 0 ? n : 1) * sizeof(float));

@@ -1,5 +1,6 @@
 // ops/shape.c: ops that change shape or layout but not values: reshape and slice views, permute/transpose,
-// contiguous copies, concat, split and dtype casts; forward and backward. Kernels are in core/cpu/shape.c.
+// contiguous copies, concat, split and dtype casts; forward and backward. Kernels are in core/cpu/shape.c and
+// core/cuda/shape.cu.
 //
 // Views (reshape; slice along axis 0) are arena structs whose data points into the base tensor's storage
 // (flags 0: they own nothing). Their gradient is a separate f32 buffer of their own shape, added into the
@@ -7,6 +8,9 @@
 #include <string.h>
 
 #include "core/cpu/shape.h"
+#ifdef GVM_HAVE_CUDA
+#include "core/cuda/shape.h"
+#endif
 #include "core/dispatch.h"
 #include "core/error.h"
 #include "core/ops.h"
@@ -22,15 +26,24 @@ typedef void (*window_bwd_fn)(const float *dy, float *dx, int64_t outer, int64_t
                               int64_t len);
 typedef void (*cast_fn)(const void *src, gvm_dtype src_dtype, void *dst, gvm_dtype dst_dtype, int64_t n);
 
-static const permute_fwd_fn k_permute_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_permute_fwd};
-static const permute_bwd_fn k_permute_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_permute_bwd};
-static const identity_bwd_fn k_identity_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_reshape_bwd};
-static const copy_fn k_contiguous_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_contiguous_fwd};
-static const window_fwd_fn k_slice_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_slice_fwd};
-static const window_bwd_fn k_slice_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_slice_bwd};
-static const window_fwd_fn k_concat_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_concat_fwd};
-static const window_bwd_fn k_concat_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_concat_bwd};
-static const cast_fn k_cast_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_cast_fwd};
+static const permute_fwd_fn k_permute_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_permute_fwd,
+                                                               GVM_CUDA_KERNEL(gvm_cuda_permute_fwd)};
+static const permute_bwd_fn k_permute_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_permute_bwd,
+                                                               GVM_CUDA_KERNEL(gvm_cuda_permute_bwd)};
+static const identity_bwd_fn k_identity_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_reshape_bwd,
+                                                                GVM_CUDA_KERNEL(gvm_cuda_reshape_bwd)};
+static const copy_fn k_contiguous_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_contiguous_fwd,
+                                                          GVM_CUDA_KERNEL(gvm_cuda_contiguous_fwd)};
+static const window_fwd_fn k_slice_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_slice_fwd,
+                                                             GVM_CUDA_KERNEL(gvm_cuda_slice_fwd)};
+static const window_bwd_fn k_slice_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_slice_bwd,
+                                                             GVM_CUDA_KERNEL(gvm_cuda_slice_bwd)};
+static const window_fwd_fn k_concat_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_concat_fwd,
+                                                              GVM_CUDA_KERNEL(gvm_cuda_concat_fwd)};
+static const window_bwd_fn k_concat_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_concat_bwd,
+                                                              GVM_CUDA_KERNEL(gvm_cuda_concat_bwd)};
+static const cast_fn k_cast_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_cast_fwd,
+                                                        GVM_CUDA_KERNEL(gvm_cuda_cast_fwd)};
 
 // A view of `base`: same dtype and device, the given shape, data at `data` inside base's storage.
 static gvm_tensor *view_of(gvm_ctx *ctx, const gvm_tensor *base, int ndim, const int64_t *shape, void *data) {
