@@ -1,0 +1,53 @@
+// cuda/attention.h: fused scaled dot-product attention on the GPU, the twin of core/cpu/attention.h.
+//
+// Same layouts and semantics as the CPU kernels (heads interleaved, no permutes):
+//   q [B, Tq, H, D], k [B, Tk, H, D], v [B, Tk, H, Dv], out [B, Tq, H, Dv], lse [B, H, Tq]
+// key_mask [B, Tk] (nonzero = attend) may be NULL; a query row that sees no key gets out = 0, lse = +inf.
+// Pointers are device pointers; the dims struct is host memory.
+//
+// Scores of a bounded number of (batch, head) pairs at a time live in the scratch the op passes in (at
+// most ~256 MiB of score matrices, whatever the sequence lengths), so memory stays bounded without a
+// fused kernel; the scratch-size functions report what the kernels need.
+//
+// The _lowp variants run the GEMMs on `dtype` (GVM_BF16 or GVM_F16) operands with f32 accumulation
+// (autocast); inputs, outputs and gradients stay f32 in memory. Their scratch also holds the rounded copies.
+#ifndef GVM_CUDA_ATTENTION_H
+#define GVM_CUDA_ATTENTION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/cpu/attention.h"  // gvm_attention_dims
+#include "core/dtype.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+size_t gvm_cuda_attention_fwd_scratch(const gvm_attention_dims *d);
+size_t gvm_cuda_attention_bwd_scratch(const gvm_attention_dims *d);
+
+// out [B, Tq, H, Dv] and lse [B, H, Tq] are written (exact f32).
+void gvm_cuda_attention_fwd(const gvm_attention_dims *d, const float *q, const float *k, const float *v,
+                            const uint8_t *key_mask, float *out, float *lse, void *scratch);
+
+// Accumulates (+=) dq [B, Tq, H, D], dk [B, Tk, H, D], dv [B, Tk, H, Dv]; any may be NULL (not wanted).
+void gvm_cuda_attention_bwd(const gvm_attention_dims *d, const float *q, const float *k, const float *v,
+                            const uint8_t *key_mask, const float *out, const float *lse, const float *dout,
+                            float *dq, float *dk, float *dv, void *scratch);
+
+// Autocast: the same, with q, k, v (and dout, the probabilities, dS) rounded to `dtype` for the GEMMs.
+size_t gvm_cuda_attention_fwd_lowp_scratch(gvm_dtype dtype, const gvm_attention_dims *d);
+size_t gvm_cuda_attention_bwd_lowp_scratch(gvm_dtype dtype, const gvm_attention_dims *d);
+void gvm_cuda_attention_fwd_lowp(gvm_dtype dtype, const gvm_attention_dims *d, const float *q, const float *k,
+                                 const float *v, const uint8_t *key_mask, float *out, float *lse, void *scratch);
+void gvm_cuda_attention_bwd_lowp(gvm_dtype dtype, const gvm_attention_dims *d, const float *q, const float *k,
+                                 const float *v, const uint8_t *key_mask, const float *out, const float *lse,
+                                 const float *dout, float *dq, float *dk, float *dv, void *scratch);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
