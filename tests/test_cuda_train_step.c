@@ -8,7 +8,8 @@
 //     final parameters within 1e-4 absolute (updates are ~lr = 1e-3 each);
 //   * determinism: a second CUDA run gives bit-identical losses and parameters;
 //   * bf16 and f16 autocast: losses within 2e-2 relative of the f32 CPU run (GEMM inputs rounded to 8 or 11
-//     bits; the loss is an average over many tokens, so the rounding largely cancels).
+//     bits; the loss is an average over many tokens, so the rounding largely cancels); f16 with dynamic loss
+//     scaling (gvm_loss_scaler at its initial 2^16), as f16 training runs.
 // Without a GPU the program prints SKIPPED and exits 77.
 #include <math.h>
 #include <stdio.h>
@@ -42,12 +43,20 @@ static run_result train(gvm_device device, gvm_dtype autocast) {
     float *am = gvm_param_store_state(&m.ps, 0), *av = gvm_param_store_state(&m.ps, 1);
     gvm_adamw_hparams hp = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f};
     run_result r = {.n = m.ps.total};
+    // f16 runs the way f16 training must: the loss is scaled before backward so small gradients survive
+    // the f16 rounding of the backward GEMMs, and the gradients are unscaled inside the AdamW pass.
+    gvm_loss_scaler scaler;
+    gvm_loss_scaler_init(&scaler);
+    bool scaled = autocast == GVM_F16;
     for (int s = 0; s < STEPS; s++) {
         gvm_param_store_zero_grad(&m.ps);
         gvm_tensor *loss = twin_forward(ctx, &m, &b);
-        gvm_backward(ctx, loss);
-        double norm = sqrt(gvm_grad_sumsq(device, m.ps.grad, (int64_t)m.ps.total));
-        hp.grad_scale = norm > 1.0 ? (float)(1.0 / norm) : 1.0f;
+        float scale = scaled ? gvm_loss_scaler_scale(&scaler) : 1.0f;
+        gvm_backward(ctx, scaled ? gvm_mul_scalar(ctx, loss, scale) : loss);
+        double norm = sqrt(gvm_grad_sumsq(device, m.ps.grad, (int64_t)m.ps.total)) / scale;
+        bool apply = scaled ? gvm_loss_scaler_update(&scaler, isfinite(norm)) : true;
+        GVM_CHECK(apply, "step %d: non-finite gradients at loss scale %g", s, scale);
+        hp.grad_scale = (float)((norm > 1.0 ? 1.0 / norm : 1.0) / scale);
         gvm_adamw_step(device, m.ps.data, m.ps.grad, am, av, (int64_t)m.ps.total, &hp, s + 1);
         gvm_device_copy(&r.loss[s], GVM_DEVICE_CPU, loss->data, device, sizeof(float));
         gvm_ctx_reset(ctx);
