@@ -11,6 +11,10 @@
 #include "core/ops.h"
 #include "core/ops/unary_internal.h"
 
+#ifdef GVM_HAVE_CUDA
+#include "core/cuda/elementwise.h"
+#endif
+
 // ---- activations --------------------------------------------------------------------------------------
 
 gvm_tensor *gvm_gelu(gvm_ctx *ctx, gvm_tensor *a) { return gvm_op_unary(ctx, a, GVM_UNARY_GELU, 0.0f, "gelu"); }
@@ -31,8 +35,10 @@ gvm_tensor *gvm_sigmoid(gvm_ctx *ctx, gvm_tensor *a) {
 
 typedef void (*dropout_fwd_fn)(const float *x, float *y, int64_t n, uint64_t seed, uint64_t base, float p);
 typedef void (*dropout_bwd_fn)(const float *gy, float *gx, int64_t n, uint64_t seed, uint64_t base, float p);
-static const dropout_fwd_fn k_dropout_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_dropout_fwd};
-static const dropout_bwd_fn k_dropout_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_dropout_bwd};
+static const dropout_fwd_fn k_dropout_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_dropout_fwd,
+                                                                GVM_CUDA_KERNEL(gvm_cuda_dropout_fwd)};
+static const dropout_bwd_fn k_dropout_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_dropout_bwd,
+                                                                GVM_CUDA_KERNEL(gvm_cuda_dropout_bwd)};
 
 typedef struct {
     uint64_t seed, base;  // the Philox range the forward drew its mask from
@@ -68,8 +74,10 @@ gvm_tensor *gvm_dropout(gvm_ctx *ctx, gvm_tensor *a, float p) {
 typedef void (*masked_fill_fwd_fn)(const float *a, const uint8_t *mask, float *y, float value,
                                    const gvm_broadcast *bc);
 typedef void (*masked_fill_bwd_fn)(const uint8_t *mask, const float *gy, float *ga, const gvm_broadcast *bc);
-static const masked_fill_fwd_fn k_masked_fill_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_masked_fill_fwd};
-static const masked_fill_bwd_fn k_masked_fill_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_masked_fill_bwd};
+static const masked_fill_fwd_fn k_masked_fill_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_masked_fill_fwd,
+                                                                        GVM_CUDA_KERNEL(gvm_cuda_masked_fill_fwd)};
+static const masked_fill_bwd_fn k_masked_fill_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_masked_fill_bwd,
+                                                                        GVM_CUDA_KERNEL(gvm_cuda_masked_fill_bwd)};
 
 static void masked_fill_backward(gvm_ctx *ctx, gvm_node *node) {
     const gvm_broadcast *bc = node->saved;

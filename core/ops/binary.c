@@ -9,11 +9,17 @@
 #include "core/error.h"
 #include "core/ops.h"
 
+#ifdef GVM_HAVE_CUDA
+#include "core/cuda/elementwise.h"
+#endif
+
 typedef void (*binary_fwd_fn)(gvm_binary_op op, const float *a, const float *b, float *y, const gvm_broadcast *bc);
 typedef void (*binary_bwd_fn)(gvm_binary_op op, const float *a, const float *b, const float *gy, float *ga,
                               float *gb, const gvm_broadcast *bc);
-static const binary_fwd_fn k_binary_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_binary_fwd};
-static const binary_bwd_fn k_binary_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_binary_bwd};
+static const binary_fwd_fn k_binary_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_binary_fwd,
+                                                              GVM_CUDA_KERNEL(gvm_cuda_binary_fwd)};
+static const binary_bwd_fn k_binary_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_binary_bwd,
+                                                              GVM_CUDA_KERNEL(gvm_cuda_binary_bwd)};
 
 static const char *const k_binary_name[] = {"add", "sub", "mul", "div"};
 

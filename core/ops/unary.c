@@ -8,11 +8,17 @@
 #include "core/ops.h"
 #include "core/ops/unary_internal.h"
 
+#ifdef GVM_HAVE_CUDA
+#include "core/cuda/elementwise.h"
+#endif
+
 typedef void (*unary_fwd_fn)(gvm_unary_op op, const float *x, float *y, int64_t n, float param);
 typedef void (*unary_bwd_fn)(gvm_unary_op op, const float *x, const float *y, const float *gy, float *gx, int64_t n,
                              float param);
-static const unary_fwd_fn k_unary_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_unary_fwd};
-static const unary_bwd_fn k_unary_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_unary_bwd};
+static const unary_fwd_fn k_unary_fwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_unary_fwd,
+                                                            GVM_CUDA_KERNEL(gvm_cuda_unary_fwd)};
+static const unary_bwd_fn k_unary_bwd[GVM_DEVICE_COUNT] = {[GVM_DEVICE_CPU] = gvm_cpu_unary_bwd,
+                                                            GVM_CUDA_KERNEL(gvm_cuda_unary_bwd)};
 
 typedef struct {
     gvm_unary_op op;
