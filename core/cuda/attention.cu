@@ -10,11 +10,13 @@
 //             dV += P^T dO, dQ += scale dS K, dK += scale dS^T Q (beta = 1 GEMMs straight into the grads).
 // This is exact f32 (cuBLAS in plain f32: no TF32) and deterministic (no atomics: every output element is
 // written by one GEMM or one warp), and under autocast the GEMMs take bf16/f16 operands on tensor cores.
-// A fused flash kernel would save the score traffic, but this is far simpler to get right, and the score
-// memory stays bounded by the chunking.
+// A fused flash kernel saves the score traffic: under autocast, shapes it supports (D == Dv in {32, 64,
+// 128}) go to flash_attention.cu instead (see use_flash). The f32 path always runs here, exact.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <type_traits>
 
@@ -380,7 +382,25 @@ void check_lowp(gvm_dtype lp) {
         gvm_fatal(__FILE__, __LINE__, "attention: autocast type must be bf16 or f16 (got %s)", gvm_dtype_name(lp));
 }
 
+// Flash path switch: -1 until first read from GVM_ATTENTION_NO_FLASH, then 0 (off) or 1 (on).
+int g_flash = -1;
+
+bool flash_enabled() {
+    if (g_flash < 0) {
+        const char *e = getenv("GVM_ATTENTION_NO_FLASH");
+        g_flash = e && e[0] && strcmp(e, "0") != 0 ? 0 : 1;
+    }
+    return g_flash == 1;
+}
+
+// The autocast functions' choice; the scratch-size functions and the kernels make it the same way.
+bool use_flash(const gvm_attention_dims *d) { return flash_enabled() && gvm_cuda_flash_attention_supported(d); }
+
 }  // namespace
+
+extern "C" void gvm_cuda_attention_set_flash(bool enabled) { g_flash = enabled ? 1 : 0; }
+
+extern "C" bool gvm_cuda_attention_flash_enabled(void) { return flash_enabled(); }
 
 extern "C" size_t gvm_cuda_attention_fwd_scratch(const gvm_attention_dims *d) {
     return make_plan(d, GVM_F32, false).total;
@@ -392,12 +412,12 @@ extern "C" size_t gvm_cuda_attention_bwd_scratch(const gvm_attention_dims *d) {
 
 extern "C" size_t gvm_cuda_attention_fwd_lowp_scratch(gvm_dtype dtype, const gvm_attention_dims *d) {
     check_lowp(dtype);
-    return make_plan(d, dtype, false).total;
+    return use_flash(d) ? 0 : make_plan(d, dtype, false).total;
 }
 
 extern "C" size_t gvm_cuda_attention_bwd_lowp_scratch(gvm_dtype dtype, const gvm_attention_dims *d) {
     check_lowp(dtype);
-    return make_plan(d, dtype, true).total;
+    return use_flash(d) ? gvm_cuda_flash_attention_bwd_scratch(d) : make_plan(d, dtype, true).total;
 }
 
 extern "C" void gvm_cuda_attention_fwd(const gvm_attention_dims *d, const float *q, const float *k, const float *v,
@@ -415,7 +435,8 @@ extern "C" void gvm_cuda_attention_fwd_lowp(gvm_dtype dtype, const gvm_attention
                                             const float *k, const float *v, const uint8_t *key_mask, float *out,
                                             float *lse, void *scratch) {
     check_lowp(dtype);
-    forward(dtype, d, q, k, v, key_mask, out, lse, scratch);
+    if (use_flash(d)) gvm_cuda_flash_attention_fwd(dtype, d, q, k, v, key_mask, out, lse);
+    else forward(dtype, d, q, k, v, key_mask, out, lse, scratch);
 }
 
 extern "C" void gvm_cuda_attention_bwd_lowp(gvm_dtype dtype, const gvm_attention_dims *d, const float *q,
@@ -423,5 +444,6 @@ extern "C" void gvm_cuda_attention_bwd_lowp(gvm_dtype dtype, const gvm_attention
                                             const float *out, const float *lse, const float *dout, float *dq,
                                             float *dk, float *dv, void *scratch) {
     check_lowp(dtype);
-    backward(dtype, d, q, k, v, key_mask, out, lse, dout, dq, dk, dv, scratch);
+    if (use_flash(d)) gvm_cuda_flash_attention_bwd(dtype, d, q, k, v, key_mask, out, lse, dout, dq, dk, dv, scratch);
+    else backward(dtype, d, q, k, v, key_mask, out, lse, dout, dq, dk, dv, scratch);
 }

@@ -11,6 +11,8 @@
 //
 // The _lowp variants run the GEMMs on `dtype` (GVM_BF16 or GVM_F16) operands with f32 accumulation
 // (autocast); inputs, outputs and gradients stay f32 in memory. Their scratch also holds the rounded copies.
+// Where the fused kernels of flash_attention.cu support the shape (D == Dv in {32, 64, 128}) the _lowp
+// functions run those instead (no score matrices; the backward scratch is one float per query row).
 #ifndef GVM_CUDA_ATTENTION_H
 #define GVM_CUDA_ATTENTION_H
 
@@ -45,6 +47,25 @@ void gvm_cuda_attention_fwd_lowp(gvm_dtype dtype, const gvm_attention_dims *d, c
 void gvm_cuda_attention_bwd_lowp(gvm_dtype dtype, const gvm_attention_dims *d, const float *q, const float *k,
                                  const float *v, const uint8_t *key_mask, const float *out, const float *lse,
                                  const float *dout, float *dq, float *dk, float *dv, void *scratch);
+
+// Whether the autocast functions above may take the flash path (default: yes, unless the environment has
+// GVM_ATTENTION_NO_FLASH set to anything but "" or "0", read once). false forces the GEMM + softmax path,
+// for comparisons and benchmarks. Change it only between ops: an op's scratch-size query and its kernel
+// call must see the same setting.
+void gvm_cuda_attention_set_flash(bool enabled);
+bool gvm_cuda_attention_flash_enabled(void);
+
+// ---- the fused kernels (core/cuda/flash_attention.cu), autocast only -------------------------------------
+// Shapes they handle: D == Dv in {32, 64, 128} (on an sm_80+ device); anything else takes the GEMM path.
+bool gvm_cuda_flash_attention_supported(const gvm_attention_dims *d);
+// The forward pass needs no scratch; the backward pass one float per query row (Di [B, H, Tq]).
+size_t gvm_cuda_flash_attention_bwd_scratch(const gvm_attention_dims *d);
+// Same contracts as gvm_cuda_attention_fwd_lowp / _bwd_lowp.
+void gvm_cuda_flash_attention_fwd(gvm_dtype dtype, const gvm_attention_dims *d, const float *q, const float *k,
+                                  const float *v, const uint8_t *key_mask, float *out, float *lse);
+void gvm_cuda_flash_attention_bwd(gvm_dtype dtype, const gvm_attention_dims *d, const float *q, const float *k,
+                                  const float *v, const uint8_t *key_mask, const float *out, const float *lse,
+                                  const float *dout, float *dq, float *dk, float *dv, void *scratch);
 
 #ifdef __cplusplus
 }
