@@ -382,13 +382,14 @@ void check_lowp(gvm_dtype lp) {
         gvm_fatal(__FILE__, __LINE__, "attention: autocast type must be bf16 or f16 (got %s)", gvm_dtype_name(lp));
 }
 
-// Flash path switch: -1 until first read from GVM_ATTENTION_NO_FLASH, then 0 (off) or 1 (on).
+// Flash path switch: -1 until first read from GVM_ATTENTION_FLASH, then 0 (off) or 1 (on). Off by default
+// until the fused kernels have passed on a GPU (see attention.h).
 int g_flash = -1;
 
 bool flash_enabled() {
     if (g_flash < 0) {
-        const char *e = getenv("GVM_ATTENTION_NO_FLASH");
-        g_flash = e && e[0] && strcmp(e, "0") != 0 ? 0 : 1;
+        const char *e = getenv("GVM_ATTENTION_FLASH");
+        g_flash = e && e[0] && strcmp(e, "0") != 0 ? 1 : 0;
     }
     return g_flash == 1;
 }

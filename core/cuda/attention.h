@@ -48,9 +48,10 @@ void gvm_cuda_attention_bwd_lowp(gvm_dtype dtype, const gvm_attention_dims *d, c
                                  const float *v, const uint8_t *key_mask, const float *out, const float *lse,
                                  const float *dout, float *dq, float *dk, float *dv, void *scratch);
 
-// Whether the autocast functions above may take the flash path (default: yes, unless the environment has
-// GVM_ATTENTION_NO_FLASH set to anything but "" or "0", read once). false forces the GEMM + softmax path,
-// for comparisons and benchmarks. Change it only between ops: an op's scratch-size query and its kernel
+// Whether the autocast functions above may take the flash path. Default: no, unless the environment has
+// GVM_ATTENTION_FLASH set to anything but "" or "0" (read once): the fused kernels were written after the
+// last GPU validation run (docs/gpu-validation.md) and stay opt-in until a GPU run of test_cuda_attention,
+// which switches them on, has passed. false forces the GEMM + softmax path (validated). Change it only between ops: an op's scratch-size query and its kernel
 // call must see the same setting.
 void gvm_cuda_attention_set_flash(bool enabled);
 bool gvm_cuda_attention_flash_enabled(void);
