@@ -171,6 +171,46 @@ bool parity_check(const char *name, parity_build_fn build, const void *arg, int 
     return ok;
 }
 
+// True when the two tensors are both absent, or present with the same dtype, numel and bytes.
+static bool same_bytes(const gvm_tensor *a, const gvm_tensor *b) {
+    if (!a || !b) return !a && !b;
+    return a->dtype == b->dtype && a->numel == b->numel && memcmp(a->data, b->data, gvm_tensor_nbytes(a)) == 0;
+}
+
+bool parity_check_deterministic(const char *name, parity_build_fn build, const void *arg, int n_in,
+                                const parity_input *inputs, const parity_opts *opts) {
+    GVM_CHECK(n_in <= MAX_INPUTS && n_in <= GVM_NODE_MAX_INPUTS, "parity: at most %d inputs", GVM_NODE_MAX_INPUTS);
+    parity_opts o = opts ? *opts : (parity_opts){0};
+    if (o.seed == 0) o.seed = 1234;
+    gvm_rng rng;
+    gvm_rng_init(&rng, o.seed);
+    gvm_tensor *host_in[MAX_INPUTS] = {0};
+    for (int i = 0; i < n_in; i++) host_in[i] = make_input(&inputs[i], &rng);
+    gvm_tensor *seed_grad = NULL;
+    side_result run[2];
+    for (int r = 0; r < 2; r++)
+        run[r] = run_side(GVM_DEVICE_CUDA, build, arg, n_in, inputs, host_in, &seed_grad, &rng, &o);
+    bool ok = same_bytes(run[0].out, run[1].out);
+    if (!ok) printf("FAIL %s: the output differs between two GPU runs\n", name);
+    for (int i = 0; i < n_in; i++) {
+        if (!same_bytes(run[0].grads[i], run[1].grads[i])) {
+            printf("FAIL %s: grad[%d] differs between two GPU runs\n", name, i);
+            ok = false;
+        }
+    }
+    if (ok)
+        g_passed++;
+    else
+        g_failed++;
+    printf("%s determinism %s\n", ok ? "ok  " : "FAIL", name);
+    fflush(stdout);
+    free_side(&run[0]);
+    free_side(&run[1]);
+    gvm_tensor_free(seed_grad);
+    for (int i = 0; i < n_in; i++) gvm_tensor_free(host_in[i]);
+    return ok;
+}
+
 int parity_finish(void) {
     printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed ? 1 : 0;

@@ -44,6 +44,10 @@ void parity_init(int argc, char **argv);
 // One case. `name` is printed with the largest error found. Returns true when it passed.
 bool parity_check(const char *name, parity_build_fn build, const void *arg, int n_in, const parity_input *inputs,
                   const parity_opts *opts);
+// The op run twice on the GPU (same inputs, same upstream gradient): the output and every input gradient
+// must be bit-identical (no floating-point atomics, fixed reduction orders). Counted like a parity case.
+bool parity_check_deterministic(const char *name, parity_build_fn build, const void *arg, int n_in,
+                                const parity_input *inputs, const parity_opts *opts);
 // "N passed, M failed"; returns the process exit code.
 int parity_finish(void);
 

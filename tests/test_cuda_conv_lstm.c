@@ -54,57 +54,7 @@ static int conv_inputs(bool transposed, int64_t B, int64_t Cin, int64_t Cout, in
 // gradients.
 static void determinism_check(const char *name, parity_build_fn build, const void *arg, int n_in,
                               const parity_input *inputs) {
-    gvm_rng rng;
-    gvm_rng_init(&rng, 99);
-    gvm_tensor *host[8] = {0};
-    for (int i = 0; i < n_in; i++) {
-        host[i] = gvm_tensor_new(GVM_F32, inputs[i].ndim, inputs[i].shape);
-        float *p = gvm_tensor_f32(host[i]);
-        if (inputs[i].lo == inputs[i].hi)
-            gvm_rng_normal(&rng, p, (size_t)host[i]->numel, 0.0f, 1.0f);
-        else
-            gvm_rng_uniform(&rng, p, (size_t)host[i]->numel, inputs[i].lo, inputs[i].hi);
-    }
-    gvm_tensor *res[2][9] = {{0}};  // [run][0]: output, [run][1 + i]: gradient of input i
-    gvm_tensor *seed_host = NULL;
-    for (int run = 0; run < 2; run++) {
-        gvm_ctx *ctx = gvm_ctx_new(1);
-        GVM_CHECK(gvm_ctx_set_device(ctx, GVM_DEVICE_CUDA) == GVM_OK, "determinism: %s", gvm_error_message());
-        gvm_tensor *in[8] = {0};
-        for (int i = 0; i < n_in; i++) {
-            in[i] = gvm_tensor_to(host[i], GVM_DEVICE_CUDA);
-            in[i]->requires_grad = inputs[i].requires_grad;
-        }
-        gvm_tensor *y = build(ctx, in, arg);
-        if (!seed_host) {
-            seed_host = gvm_tensor_new(GVM_F32, y->ndim, y->shape);
-            gvm_rng_normal(&rng, gvm_tensor_f32(seed_host), (size_t)y->numel, 0.0f, 1.0f);
-        }
-        gvm_tensor *seed = gvm_tensor_to(seed_host, GVM_DEVICE_CUDA);
-        res[run][0] = gvm_tensor_to(y, GVM_DEVICE_CPU);
-        gvm_backward_with_grad(ctx, y, seed->data);
-        for (int i = 0; i < n_in; i++)
-            if (in[i]->grad) res[run][1 + i] = gvm_tensor_to(in[i]->grad, GVM_DEVICE_CPU);
-        gvm_tensor_free(seed);
-        for (int i = 0; i < n_in; i++) gvm_tensor_free(in[i]);
-        gvm_ctx_free(ctx);
-    }
-    bool ok = true;
-    for (int k = 0; k <= n_in; k++) {
-        gvm_tensor *a = res[0][k], *b = res[1][k];
-        if (!a && !b) continue;
-        if (!a || !b || a->numel != b->numel ||
-            memcmp(a->data, b->data, (size_t)a->numel * sizeof(float)) != 0) {
-            printf("FAIL determinism %s: %s%d differs between two runs\n", name, k ? "grad " : "output", k ? k - 1 : 0);
-            ok = false;
-        }
-    }
-    printf("%s determinism %s\n", ok ? "ok  " : "FAIL", name);
-    if (!ok) g_det_failed++;
-    for (int r = 0; r < 2; r++)
-        for (int k = 0; k <= n_in; k++) gvm_tensor_free(res[r][k]);
-    for (int i = 0; i < n_in; i++) gvm_tensor_free(host[i]);
-    gvm_tensor_free(seed_host);
+    if (!parity_check_deterministic(name, build, arg, n_in, inputs, NULL)) g_det_failed++;
 }
 
 // One convolution case: the parity check, and optionally the determinism check.
