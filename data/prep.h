@@ -3,9 +3,10 @@
 // (data/dataset.h) split into train and eval by source file. docs/prep.md is the user's reference.
 //
 //  * sources: a folder scanned recursively for video files, or a manifest naming each video, an optional
-//    separate music file and an optional style tag (prep_sources.c);
-//  * the split: a hash of each source's name against the eval fraction, so a source is in one split only
-//    and in the same one on every run (prep_split.c);
+//    separate music file, an optional style tag and an optional split (prep_sources.c);
+//  * the split: the manifest's split of a source when it gives one (an official split, or one decided by
+//    the user, e.g. by music track), else a hash of the source's name against the eval fraction, so a
+//    source is in one split only and in the same one on every run (prep_split.c);
 //  * the run: N worker threads decode sources (prep_decode.c), one writer commits them in source order, so
 //    the shards are the same whatever the thread count; a journal in the output folder (prep_journal.c)
 //    records every committed shard, so an interrupted run resumes exactly where it stopped (prep_run.c).
@@ -14,7 +15,9 @@
 // reported per source (reason included) in the summary. It returns an error status (with
 // gvm_error_message()) only for what stops the whole run: bad options (GVM_ERR_INVALID, also when the
 // output folder was made with other options), an unreadable input or manifest (GVM_ERR_IO/FORMAT/NOT_FOUND),
-// an output folder that cannot be written or a shard write that fails (GVM_ERR_IO).
+// an output folder that cannot be written or a shard write that fails (GVM_ERR_IO). A source the output
+// folder already holds in one split that the manifest now puts in the other is GVM_ERR_INVALID too (the
+// folder would mix two splits); --force starts over.
 #ifndef GVM_DATA_PREP_H
 #define GVM_DATA_PREP_H
 
@@ -90,12 +93,17 @@ void gvm_prep_summary_free(gvm_prep_summary *s);
 void gvm_prep_summary_print(const gvm_prep_summary *s, const gvm_prep_options *opts, FILE *out);
 
 // ---- sources (prep_sources.c) ---------------------------------------------------------------------------------
+// A source's split as its manifest line gives it; GVM_PREP_SPLIT_HASH: none given, the hash rule decides.
+enum { GVM_PREP_SPLIT_HASH = -1, GVM_PREP_SPLIT_TRAIN = 0, GVM_PREP_SPLIT_EVAL = 1 };
+
 typedef struct gvm_prep_source {
     char *name;    // key of the source: its path relative to the input folder (folder input) or the video
                    // path as the manifest writes it; used for the split, the clip ids and the journal
     char *video;   // the path to open
     char *music;   // a separate music file, or NULL: the video's own sound track
     char *style;   // NULL: the default (--style)
+    int split;     // GVM_PREP_SPLIT_TRAIN / _EVAL from the manifest, GVM_PREP_SPLIT_HASH (folder input, or none)
+    int64_t line;  // the manifest line (0: folder input), for messages
     int64_t bytes; // file size (0 when it cannot be stat'ed): the progress bar's measure of work
 } gvm_prep_source;
 
@@ -106,7 +114,8 @@ typedef struct gvm_prep_source_list {
 } gvm_prep_source_list;
 
 // The sources of `input`: a folder (video files by extension, recursively, hidden entries skipped, sorted
-// by relative path), or a manifest file (its order). Manifest errors name file:line.
+// by relative path), or a manifest file (its order). Manifest errors name file:line; so does a split other
+// than "train", "eval" or empty.
 gvm_status gvm_prep_sources_load(const char *input, gvm_prep_source_list *out);
 void gvm_prep_sources_free(gvm_prep_source_list *l);
 // True when `path`'s extension is one of the video extensions a folder scan takes.
@@ -118,5 +127,8 @@ uint64_t gvm_prep_name_hash(const char *name);
 // u = (hash >> 11) * 2^-53, uniform in [0, 1); the source is in eval when u < eval_fraction.
 double gvm_prep_split_value(const char *name);
 bool gvm_prep_split_is_eval(const char *name, double eval_fraction);
+// The split a source goes to: the manifest's when it gives one (whatever eval_fraction is), else the hash
+// rule above. GVM_PREP_SPLIT_TRAIN or GVM_PREP_SPLIT_EVAL.
+int gvm_prep_source_split(const gvm_prep_source *src, double eval_fraction);
 
 #endif

@@ -116,7 +116,7 @@ static int64_t make_windows(const prep_params *p, double L, window **out) {
 
 void prep_decode(const gvm_prep_source *src, const prep_params *p, const gvm_media_info *info, prep_result *r) {
     memset(r, 0, sizeof *r);
-    r->split = gvm_prep_split_is_eval(src->name, p->eval_fraction) ? PREP_EVAL : PREP_TRAIN;
+    r->split = gvm_prep_source_split(src, p->eval_fraction);  // PREP_TRAIN / PREP_EVAL have the same values
     const char *audio_path = src->music ? src->music : src->video;
     if (!src->music && !info->has_audio) {
         char msg[1200];

@@ -9,7 +9,7 @@
 #include "data/media.h"
 #include "data/prep.h"
 
-enum { PREP_TRAIN = 0, PREP_EVAL = 1 };
+enum { PREP_TRAIN = GVM_PREP_SPLIT_TRAIN, PREP_EVAL = GVM_PREP_SPLIT_EVAL };  // the values of data/prep.h
 static inline const char *prep_split_name(int split) { return split == PREP_EVAL ? "eval" : "train"; }
 
 // The options after defaults are applied (what decoding needs).
@@ -57,6 +57,7 @@ typedef struct prep_journal {
     char *out_dir, *path;
     int fd;                  // open for appending, flock'ed
     prep_keyset done;        // sources in committed shards, or decoded without a clip
+    prep_keyset in_split[2]; // the sources of committed shards, by the shard's split (PREP_TRAIN / PREP_EVAL)
     int64_t next_shard[2];   // the number of the next shard of each split
     int64_t shards[2];       // shards committed by earlier runs
     int64_t clips[2];        // their clips
@@ -68,6 +69,10 @@ typedef struct prep_journal {
 // Open (create, resume or, with force, restart) the journal of out_dir. `options` (an object of the settings
 // that change the output, keyed by their command-line names) is stored on creation and compared on resume.
 gvm_status prep_journal_open(prep_journal *j, const char *out_dir, const cJSON *options, bool force);
+// Delete the folder's shards and start a new journal (what --force does when the folder cannot be resumed).
+gvm_status prep_journal_restart(prep_journal *j, const cJSON *options);
+// The split whose committed shards hold `source`'s clips: PREP_TRAIN, PREP_EVAL, or -1 (none).
+int prep_journal_split_of(const prep_journal *j, const char *source);
 // The name of shard `number` of `split`: "train-00003.h5".
 void prep_shard_name(int split, int64_t number, char *buf, size_t size);
 // Record a committed shard (after its rename): appended and fsync'ed.

@@ -5,7 +5,8 @@
 // "sources": [...]}) written and fsync'ed right after the shard's rename, and at the end {"complete": true}.
 // A shard is committed only between sources, so the sources of committed shards are exactly the finished
 // ones; a resumed run skips them, continues the shard numbers and produces the shards an uninterrupted run
-// would. A line cut short by a crash is dropped; a shard renamed but not yet recorded (a crash between the
+// would. The split of each finished source is that of its shard record: prep_run.c compares it with the split
+// the manifest now gives the source, so a changed split cannot mix a source's clips into both splits. A line cut short by a crash is dropped; a shard renamed but not yet recorded (a crash between the
 // two) and temporary files are removed, as the resumed run writes them again. An flock on the journal keeps
 // two runs out of one folder.
 #include <dirent.h>
@@ -181,6 +182,8 @@ static gvm_status write_record(prep_journal *j, cJSON *rec, bool sync) {
 
 static gvm_status start_over(prep_journal *j, const cJSON *options) {
     prep_keyset_free(&j->done);
+    prep_keyset_free(&j->in_split[PREP_TRAIN]);
+    prep_keyset_free(&j->in_split[PREP_EVAL]);
     memset(j->next_shard, 0, sizeof j->next_shard);
     memset(j->shards, 0, sizeof j->shards);
     memset(j->clips, 0, sizeof j->clips);
@@ -248,7 +251,8 @@ static gvm_status load_records(prep_journal *j, char *buf, prep_keyset *listed, 
             ok = cJSON_IsString(shard) && parse_shard_name(shard->valuestring, &split, &num, &tmp) && !tmp &&
                  cJSON_IsArray(srcs) && cJSON_IsNumber(clips);
             for (const cJSON *s = ok ? srcs->child : NULL; s && ok; s = s->next)
-                ok = cJSON_IsString(s) && prep_keyset_add(&j->done, s->valuestring);
+                ok = cJSON_IsString(s) && prep_keyset_add(&j->done, s->valuestring) &&
+                     prep_keyset_add(&j->in_split[split], s->valuestring);
             if (ok) {
                 char *p = path_in(j->out_dir, shard->valuestring);
                 struct stat sb;
@@ -366,6 +370,13 @@ gvm_status prep_journal_open(prep_journal *j, const char *out_dir, const cJSON *
                          "folder", why);
 }
 
+gvm_status prep_journal_restart(prep_journal *j, const cJSON *options) { return start_over(j, options); }
+
+int prep_journal_split_of(const prep_journal *j, const char *source) {
+    if (prep_keyset_has(&j->in_split[PREP_TRAIN], source)) return PREP_TRAIN;
+    return prep_keyset_has(&j->in_split[PREP_EVAL], source) ? PREP_EVAL : -1;
+}
+
 gvm_status prep_journal_commit(prep_journal *j, int split, const char *shard, int64_t clips, char *const *sources,
                                int64_t n_sources) {
     cJSON *rec = cJSON_CreateObject();
@@ -395,6 +406,8 @@ gvm_status prep_journal_finish(prep_journal *j, int64_t sources, int64_t failed)
 void prep_journal_close(prep_journal *j) {
     if (j->fd >= 0) close(j->fd);  // releases the flock
     prep_keyset_free(&j->done);
+    prep_keyset_free(&j->in_split[PREP_TRAIN]);
+    prep_keyset_free(&j->in_split[PREP_EVAL]);
     free(j->out_dir);
     free(j->path);
     memset(j, 0, sizeof *j);

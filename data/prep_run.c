@@ -13,6 +13,11 @@
 // always between two sources. So committed shards hold whole sources, and a resumed run (which skips the
 // sources of committed shards) writes the same shards as an uninterrupted one.
 //
+// Splits. A source's split is the manifest's when it gives one, else the hash rule (prep_split.c). Resuming
+// checks that every source of the committed shards still has the split of its shard: a manifest whose split
+// column changed since would otherwise leave the folder with that source's old clips in one split and, after
+// --force elsewhere, its new ones in the other; it is refused like changed options (--force starts over).
+//
 // Stopping. When *opts->stop becomes non-zero (a signal), the writer stops taking sources, discards the
 // shards in progress (their temporary files are removed), keeps the committed ones, and waits for the
 // workers to finish the file each is decoding.
@@ -307,6 +312,29 @@ static cJSON *options_json(const gvm_prep_options *o, const prep_params *p) {
     return j;
 }
 
+// The sources the folder's committed shards hold in another split than this run would give them: an error
+// naming the first one (manifest order) and how many there are; GVM_OK when there are none.
+static gvm_status check_resumed_splits(const run *r) {
+    const gvm_prep_source_list *l = r->sources;
+    int64_t changed = 0, first = -1;
+    int was = -1;
+    for (int64_t i = 0; i < l->n; i++) {
+        int old = prep_journal_split_of(&r->j, l->items[i].name);
+        if (old < 0 || old == gvm_prep_source_split(&l->items[i], r->par.eval_fraction)) continue;
+        if (changed++ == 0) first = i, was = old;
+    }
+    if (!changed) return GVM_OK;
+    const gvm_prep_source *src = &l->items[first];
+    char where[4200] = "", more[96] = "";
+    if (src->line > 0) snprintf(where, sizeof where, "%s:%lld: ", r->o->input, (long long)src->line);
+    if (changed > 1) snprintf(more, sizeof more, " (and %lld more sources changed split)", (long long)(changed - 1));
+    return gvm_error_set(GVM_ERR_INVALID, "%s'%s' is now in %s (%s), but %s holds its clips in %s shards made by an "
+                         "earlier run%s. Give it its split of that run, add --force to delete the folder's shards and "
+                         "start over, or choose another --out folder", where, src->name,
+                         prep_split_name(1 - was), src->split == GVM_PREP_SPLIT_HASH ? "by the hash rule" :
+                         "as the manifest says", r->o->out_dir, prep_split_name(was), more);
+}
+
 static gvm_status run_pipeline(run *r) {
     const gvm_prep_options *o = r->o;
     int threads = o->threads > 0 ? o->threads : cpus_available();
@@ -399,6 +427,8 @@ gvm_status gvm_prep_run(const gvm_prep_options *o, gvm_prep_summary *sum) {
     sum->sources_total = sources.n;
     cJSON *opts_json = st == GVM_OK ? options_json(o, &r.par) : NULL;
     if (st == GVM_OK) st = prep_journal_open(&r.j, o->out_dir, opts_json, o->force);
+    if (st == GVM_OK && r.j.resumed && check_resumed_splits(&r) != GVM_OK)
+        st = o->force ? prep_journal_restart(&r.j, opts_json) : GVM_ERR_INVALID;  // the message is set
     cJSON_Delete(opts_json);
     if (st == GVM_OK) {
         sum->resumed = r.j.resumed;

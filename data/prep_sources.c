@@ -1,5 +1,6 @@
 // prep_sources.c: what `gvm prep` reads: the list of sources (video, optional separate music, optional
-// style tag) from a folder scanned for video files or from a manifest (CSV with a header, or JSON lines).
+// style tag, optional split) from a folder scanned for video files or from a manifest (CSV with a header, or
+// JSON lines).
 // Manifest mistakes are errors naming file:line, found before any decoding starts; a missing or broken
 // video is not: that is a per-source failure reported by the run.
 #include <ctype.h>
@@ -47,22 +48,20 @@ void gvm_prep_sources_free(gvm_prep_source_list *l) {
 typedef struct builder {
     gvm_prep_source_list list;
     int64_t cap;
-    int64_t *lines;  // manifest line of each item (for duplicate reports)
 } builder;
 
 static gvm_prep_source *builder_add(builder *b, int64_t line) {
     if (b->list.n == b->cap) {
         int64_t cap = b->cap ? 2 * b->cap : 64;
         gvm_prep_source *items = realloc(b->list.items, (size_t)cap * sizeof *items);
-        if (items) b->list.items = items;
-        int64_t *lines = realloc(b->lines, (size_t)cap * sizeof *lines);
-        if (lines) b->lines = lines;
-        if (!items || !lines) return NULL;
+        if (!items) return NULL;
+        b->list.items = items;
         b->cap = cap;
     }
-    gvm_prep_source *s = &b->list.items[b->list.n];
+    gvm_prep_source *s = &b->list.items[b->list.n++];
     memset(s, 0, sizeof *s);
-    b->lines[b->list.n++] = line;
+    s->split = GVM_PREP_SPLIT_HASH;
+    s->line = line;
     return s;
 }
 
@@ -154,9 +153,9 @@ static const char *clean_name(const char *p) {
     return p;
 }
 
-// Fill one source from a manifest line's fields; errors name file:line.
+// Fill one source from a manifest line's fields (NULL: no such column or key); errors name file:line.
 static gvm_status add_entry(builder *b, const char *manifest, const char *base_dir, int64_t line, const char *video,
-                            const char *music, const char *style) {
+                            const char *music, const char *style, const char *split) {
     if (!video || !video[0])
         return gvm_error_set(GVM_ERR_FORMAT, "%s:%lld: no video path (every line needs one)", manifest,
                              (long long)line);
@@ -166,8 +165,18 @@ static gvm_status add_entry(builder *b, const char *manifest, const char *base_d
         if (fields[i] && !gvm_ds_utf8_valid(fields[i]))
             return gvm_error_set(GVM_ERR_FORMAT, "%s:%lld: the %s is not valid UTF-8; save the manifest as UTF-8",
                                  manifest, (long long)line, names[i]);
+    // Exact values only: a "test" or "val" of an official split must be mapped on purpose (val is often
+    // trained on), and a typo must not silently fall back to the hash.
+    int sp = GVM_PREP_SPLIT_HASH;
+    if (split && strcmp(split, "train") == 0) sp = GVM_PREP_SPLIT_TRAIN;
+    else if (split && strcmp(split, "eval") == 0) sp = GVM_PREP_SPLIT_EVAL;
+    else if (split && split[0])
+        return gvm_error_set(GVM_ERR_FORMAT, "%s:%lld: split '%s' is not valid: the valid values are 'train' and "
+                             "'eval' (lower case), or empty for the hash rule of --eval-fraction", manifest,
+                             (long long)line, gvm_ds_utf8_valid(split) ? split : "(not UTF-8)");
     gvm_prep_source *s = builder_add(b, line);
     if (!s) return gvm_error_set(GVM_ERR_MEMORY, "%s: out of memory", manifest);
+    s->split = sp;
     const char *name = clean_name(video);
     s->name = strdup(name[0] ? name : video);
     s->video = video[0] == '/' ? strdup(video) : join_path(base_dir, video);
@@ -179,8 +188,8 @@ static gvm_status add_entry(builder *b, const char *manifest, const char *base_d
     return GVM_OK;
 }
 
-enum { COL_VIDEO, COL_MUSIC, COL_STYLE, N_COLS };
-static const char *const g_col_names[N_COLS] = {"video", "music", "style"};
+enum { COL_VIDEO, COL_MUSIC, COL_STYLE, COL_SPLIT, N_COLS };
+static const char *const g_col_names[N_COLS] = {"video", "music", "style", "split"};
 
 // Split one CSV line (RFC 4180 quoting, no line breaks inside quotes) into at most `max` fields, in place.
 // Unquoted fields are trimmed of spaces. Returns the field count, or -1 with *why set.
@@ -258,14 +267,14 @@ static gvm_status parse_csv(builder *b, FILE *f, const char *manifest, const cha
             break;
         }
         if (n_cols == 0) {  // the header
-            bool seen[N_COLS] = {false, false, false};
+            bool seen[N_COLS] = {false};
             for (int i = 0; i < n && st == GVM_OK; i++) {
                 int c = -1;
                 for (int k = 0; k < N_COLS; k++)
                     if (strcasecmp(fields[i], g_col_names[k]) == 0) c = k;
                 if (c < 0)
                     st = gvm_error_set(GVM_ERR_FORMAT, "%s:%lld: unknown column '%s' in the header (the columns are "
-                                       "video, music, style; video is required)", manifest, (long long)lineno,
+                                       "video, music, style, split; video is required)", manifest, (long long)lineno,
                                        fields[i]);
                 else if (seen[c])
                     st = gvm_error_set(GVM_ERR_FORMAT, "%s:%lld: column '%s' appears twice in the header", manifest,
@@ -283,9 +292,9 @@ static gvm_status parse_csv(builder *b, FILE *f, const char *manifest, const cha
                                "that holds a comma)", manifest, (long long)lineno, n, n_cols);
             break;
         }
-        const char *v[N_COLS] = {NULL, NULL, NULL};
+        const char *v[N_COLS] = {NULL};
         for (int i = 0; i < n; i++) v[col_of[i]] = fields[i];
-        st = add_entry(b, manifest, base_dir, lineno, v[COL_VIDEO], v[COL_MUSIC], v[COL_STYLE]);
+        st = add_entry(b, manifest, base_dir, lineno, v[COL_VIDEO], v[COL_MUSIC], v[COL_STYLE], v[COL_SPLIT]);
     }
     if (st == GVM_OK && ferror(f)) st = gvm_error_set(GVM_ERR_IO, "%s: read error: %s", manifest, strerror(errno));
     if (st == GVM_OK && n_cols == 0)
@@ -341,7 +350,7 @@ static gvm_status parse_jsonl(builder *b, FILE *f, const char *manifest, const c
                 for (int k = 0; k < N_COLS; k++) known |= it->string && strcmp(it->string, g_col_names[k]) == 0;
                 if (!known)
                     st = gvm_error_set(GVM_ERR_FORMAT, "%s:%lld: unknown key '%s' (the keys are video, music, "
-                                       "style)", manifest, (long long)lineno, it->string ? it->string : "");
+                                       "style, split)", manifest, (long long)lineno, it->string ? it->string : "");
             }
             const char *v[N_COLS];
             for (int k = 0; k < N_COLS && st == GVM_OK; k++) {
@@ -350,7 +359,8 @@ static gvm_status parse_jsonl(builder *b, FILE *f, const char *manifest, const c
                     st = gvm_error_set(GVM_ERR_FORMAT, "%s:%lld: '%s' is %s (want a string)", manifest,
                                        (long long)lineno, g_col_names[k], bad);
             }
-            if (st == GVM_OK) st = add_entry(b, manifest, base_dir, lineno, v[COL_VIDEO], v[COL_MUSIC], v[COL_STYLE]);
+            if (st == GVM_OK)
+                st = add_entry(b, manifest, base_dir, lineno, v[COL_VIDEO], v[COL_MUSIC], v[COL_STYLE], v[COL_SPLIT]);
         }
         cJSON_Delete(obj);
     }
@@ -375,8 +385,8 @@ static gvm_status check_duplicates(const builder *b, const char *manifest) {
     for (int64_t i = 1; i < n && st == GVM_OK; i++) {
         int64_t x = idx[i - 1], y = idx[i];
         if (strcmp(b->list.items[x].name, b->list.items[y].name) == 0) {
-            int64_t l1 = b->lines[x] < b->lines[y] ? b->lines[x] : b->lines[y];
-            int64_t l2 = b->lines[x] < b->lines[y] ? b->lines[y] : b->lines[x];
+            int64_t lx = b->list.items[x].line, ly = b->list.items[y].line;
+            int64_t l1 = lx < ly ? lx : ly, l2 = lx < ly ? ly : lx;
             st = gvm_error_set(GVM_ERR_FORMAT, "%s:%lld: video '%s' is already listed on line %lld (list each video "
                                "once)", manifest, (long long)l2, b->list.items[x].name, (long long)l1);
         }
@@ -436,7 +446,6 @@ gvm_status gvm_prep_sources_load(const char *input, gvm_prep_source_list *out) {
         if (st == GVM_OK) st = check_duplicates(&b, input);
         b.list.is_manifest = true;
     }
-    free(b.lines);
     if (st != GVM_OK) {
         gvm_prep_sources_free(&b.list);
         return st;

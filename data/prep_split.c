@@ -2,7 +2,9 @@
 // input folder, or the video path as a manifest writes it) is hashed to a number u in [0, 1); the source goes
 // to eval when u < eval_fraction. The same name always lands in the same split, whatever the order of the
 // sources, the thread count or the machine, and every clip of a source shares its split, so no source is
-// ever in both. (A list-position rule would move sources between splits when a file is added.)
+// ever in both. (A list-position rule would move sources between splits when a file is added.) A manifest
+// may give a source's split itself (an official split, or sources that share music and must stay together):
+// that split wins, whatever the fraction.
 #include "data/prep.h"
 
 uint64_t gvm_prep_name_hash(const char *name) {
@@ -27,4 +29,9 @@ double gvm_prep_split_value(const char *name) {
 
 bool gvm_prep_split_is_eval(const char *name, double eval_fraction) {
     return gvm_prep_split_value(name) < eval_fraction;
+}
+
+int gvm_prep_source_split(const gvm_prep_source *src, double eval_fraction) {
+    if (src->split == GVM_PREP_SPLIT_TRAIN || src->split == GVM_PREP_SPLIT_EVAL) return src->split;
+    return gvm_prep_split_is_eval(src->name, eval_fraction) ? GVM_PREP_SPLIT_EVAL : GVM_PREP_SPLIT_TRAIN;
 }

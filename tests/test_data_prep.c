@@ -9,10 +9,14 @@
 //    video's), styles, the default style, a video without sound given music, missing videos and music as
 //    per-source failures; the two manifests give identical shards; manifest mistakes name file:line;
 //  * the split: by source, matching the documented hash (values from a Python oracle), the same on a second run;
+//    explicit splits of a manifest's split column / key honoured whatever --eval-fraction (0, 0.5, 1), mixed with
+//    sources left to the hash; CSV and JSON lines agree; a bad split value names file:line;
 //  * 1 and 3 threads give identical shards (many shards: --shard-mb below one source);
 //  * the gvm program: bad files reported and skipped with exit status 3; --help, --version, unknown commands,
 //    bad options (2), options that differ from the run being resumed (2), a finished run re-run (nothing to do);
-//  * resuming: a run killed (SIGKILL) after two shard commits, re-run, equals an uninterrupted run; leftover
+//  * resuming: a run killed (SIGKILL) after two shard commits, re-run, equals an uninterrupted run (a manifest
+//    mixing explicit train/eval and hash splits); a split changed since for a source already in a shard is an
+//    error naming the source and its manifest line, --force starts over; leftover
 //    temporary files and a torn journal line are cleaned up; SIGTERM leaves no temporary file, exit 143. A
 //    FIFO stands in for one video so the run waits at a known point (no timing involved);
 //  * the progress display: durations, plain lines, the bar redrawn with '\r'.
@@ -450,6 +454,13 @@ static void test_manifests(void) {
     check_manifest_error("bad10.jsonl", "[{\"video\": \"a.mp4\"}]\n", "bad10.jsonl:1:", "not an object");
     check_manifest_error("list.txt", "video\na.mp4\n", "list.txt", "not a folder or a manifest");
     check_manifest_error("empty.csv", "", "empty.csv", "empty manifest");
+    check_manifest_error("bad11.csv", "video,split\na.mp4,train\nb.mp4,test\n", "bad11.csv:3: split 'test' is not "
+                         "valid", "the valid values are 'train' and 'eval'");
+    check_manifest_error("bad12.jsonl", "{\"video\": \"a.mp4\", \"split\": \"Eval\"}\n", "bad12.jsonl:1:",
+                         "split 'Eval' is not valid");
+    check_manifest_error("bad13.jsonl", "{\"video\": \"a.mp4\", \"split\": 1}\n", "bad13.jsonl:1:",
+                         "'split' is a number");
+    check_manifest_error("bad14.csv", "video,split,split\na.mp4,,\n", "bad14.csv:1:", "'split' appears twice");
 }
 
 // ---- the split, and determinism over thread counts ---------------------------------------------------------------
@@ -512,6 +523,58 @@ static void test_split_and_threads(void) {
     TEST_CHECK(gvm_prep_run(&o, &s) == GVM_OK, "split: second run", "%s", gvm_error_message());
     gvm_prep_summary_free(&s);
     same_output("split: the same on a second run", outs[0], out4);
+}
+
+// ---- explicit splits in a manifest ---------------------------------------------------------------------------------
+// The videos of test_split_and_threads, listed with a split for some: an explicit one wins whatever the
+// fraction, the others follow the hash (is_eval at 0.5 from Python, as there).
+static void test_explicit_splits(void) {
+    write_text(tmp_path("split/explicit.csv"), "split,style,video\neval,,s0.mp4\n,,s1.mp4\ntrain,,s2.mp4\n"
+                                               ",x,s3.mp4\n  train  ,,s4.mp4\n\"eval\",,s6.mp4\n");
+    write_text(tmp_path("split/explicit.jsonl"),
+               "{\"video\": \"s0.mp4\", \"split\": \"eval\"}\n{\"video\": \"s1.mp4\", \"split\": null}\n"
+               "{\"split\": \"train\", \"video\": \"s2.mp4\"}\n{\"video\": \"s3.mp4\", \"split\": \"\", \"style\": \"x\"}\n"
+               "{\"video\": \"s4.mp4\", \"split\": \"train\"}\n{\"video\": \"s6.mp4\", \"split\": \"eval\"}\n");
+    const int src[6] = {0, 1, 2, 3, 4, 6}, given[6] = {1, -1, 0, -1, 0, 1};  // -1: none, the hash decides
+    const bool hash_eval[6] = {false, false, true, true, false, true};      // u < 0.5 (Python)
+    gvm_prep_source_list l;
+    gvm_status st = gvm_prep_sources_load(tmp_path("split/explicit.csv"), &l);
+    if (TEST_CHECK(st == GVM_OK && l.n == 6, "explicit split: load", "%s", gvm_error_message())) {
+        for (int i = 0; i < 6; i++)
+            TEST_CHECK(l.items[i].split == given[i] && l.items[i].line == i + 2, "explicit split: parsed",
+                       "%s: split %d line %lld, want %d", l.items[i].name, l.items[i].split,
+                       (long long)l.items[i].line, given[i]);
+        gvm_prep_sources_free(&l);
+    }
+    const double fractions[3] = {0.5, 0, 1};
+    for (int r = 0; r < 4; r++) {
+        double f = fractions[r < 3 ? r : 0];
+        char in[512], out[512];
+        snprintf(in, sizeof in, "%s", tmp_path(r < 3 ? "split/explicit.csv" : "split/explicit.jsonl"));
+        snprintf(out, sizeof out, "%s/out_explicit%d", g_dir, r);
+        gvm_prep_options o = small_opts(in, out);
+        o.eval_fraction = f;
+        gvm_prep_summary s;
+        st = gvm_prep_run(&o, &s);
+        TEST_CHECK(st == GVM_OK && s.sources_done == 6, "explicit split: run", "%s: %s", in, gvm_error_message());
+        gvm_prep_summary_free(&s);
+        out_clip *clips;
+        int64_t n = read_output(out, &clips);
+        TEST_CHECK(n == 6, "explicit split: one clip per source", "%lld clips", (long long)n);
+        for (int64_t i = 0; i < n; i++) {
+            int k = -1, at = -1;
+            sscanf(clips[i].c.source_file, "s%d.mp4", &k);
+            for (int j = 0; j < 6; j++) at = src[j] == k ? j : at;
+            if (!TEST_CHECK(at >= 0, "explicit split: source", "%s", clips[i].c.source_file)) continue;
+            bool want = given[at] >= 0 ? given[at] == 1 : f == 1 || (f == 0.5 && hash_eval[at]);
+            TEST_CHECK(strcmp(clips[i].c.split, want ? "eval" : "train") == 0 &&
+                           (strncmp(clips[i].shard, "eval-", 5) == 0) == want,
+                       "explicit split: honoured", "--eval-fraction %g: %s in %s (%s), want %s", f,
+                       clips[i].c.source_file, clips[i].shard, clips[i].c.split, want ? "eval" : "train");
+        }
+        free_output(clips, n);
+    }
+    same_output("explicit split: CSV and JSON lines agree", tmp_path("out_explicit0"), tmp_path("out_explicit3"));
 }
 
 // ---- the gvm program: bad inputs, usage, exit codes -----------------------------------------------------------------
@@ -611,12 +674,15 @@ static void sleep_ms(int ms) {
 static void test_resume(void) {
     if (!g_gvm[0] || access(g_gvm, X_OK) != 0) return;  // reported by test_cli
     bool made = true;
-    char manifest[4096] = "video\n";
+    // Explicit splits mixed with the hash rule (--eval-fraction 0: train): r0 and r4 in eval, the rest train.
+    const char *split_of[6] = {"eval", "", "train", "", "eval", ""};
+    char manifest[4096] = "video,split\n";
     for (int i = 0; i < 6 && made; i++) {
         char rel[64];
         snprintf(rel, sizeof rel, "res/media/r%d.mp4", i);
         made = make_video(rel, 2.2, 300 + 70 * i);
-        snprintf(manifest + strlen(manifest), sizeof manifest - strlen(manifest), "media/r%d.mp4\n", i);
+        snprintf(manifest + strlen(manifest), sizeof manifest - strlen(manifest), "media/r%d.mp4,%s\n", i,
+                 split_of[i]);
     }
     if (!TEST_CHECK(made, "resume: make media", "ffmpeg failed")) return;
     write_text(tmp_path("res/list.csv"), manifest);
@@ -629,7 +695,8 @@ static void test_resume(void) {
     snprintf(journal, sizeof journal, "%s/%s", outk, GVM_PREP_STATE_FILE);
     snprintf(of, sizeof of, "%s", tmp_path("res.stdout"));
     snprintf(ef, sizeof ef, "%s", tmp_path("res.stderr"));
-    // r2 is a FIFO: the run commits r0 and r1 (one shard each) and then waits for it, at a known point.
+    // r2 is a FIFO: the run commits r0 (eval) and r1 (train), one shard each, and then waits for it, at a known
+    // point.
     GVM_CHECK(rename(fifo, real) == 0 && mkfifo(fifo, 0644) == 0, "cannot make the FIFO");
     const char *args[] = {"prep", "-i", list, "-o", outk, SMALL, "--eval-fraction", "0", "--shard-mb", "0.05",
                           "--threads", "2", "-q", NULL};
@@ -643,11 +710,13 @@ static void test_resume(void) {
     TEST_CHECK(committed && rc == 128 + SIGKILL, "resume: killed after two commits", "rc %d, journal:\n%s", rc, jtext);
     free(jtext);
     char path[700];
-    snprintf(path, sizeof path, "%s/train-00001.h5", outk);
+    snprintf(path, sizeof path, "%s/eval-00000.h5", outk);
+    bool first = file_exists(path);
+    snprintf(path, sizeof path, "%s/train-00000.h5", outk);
     bool second = file_exists(path);
-    snprintf(path, sizeof path, "%s/train-00002.h5", outk);
-    TEST_CHECK(second && !file_exists(path), "resume: committed shards on disk", "train-00001 %d, train-00002 %d",
-               second, file_exists(path));
+    snprintf(path, sizeof path, "%s/train-00001.h5", outk);
+    TEST_CHECK(first && second && !file_exists(path), "resume: committed shards on disk",
+               "eval-00000 %d, train-00000 %d, train-00001 %d", first, second, file_exists(path));
     // Put the real video in place, plant stale files and a torn journal record, and re-run.
     GVM_CHECK(unlink(fifo) == 0 && rename(real, fifo) == 0, "cannot restore r2");
     snprintf(path, sizeof path, "%s/eval-00007.h5.tmp", outk);  // a temporary file of a killed run
@@ -671,6 +740,19 @@ static void test_resume(void) {
     TEST_CHECK(rc == 0, "resume: uninterrupted run", "rc %d: %s", rc, err);
     free(out), free(err);
     same_output("resume: killed + resumed = uninterrupted", outk, outr);
+    out_clip *clips;
+    int64_t n = read_output(outk, &clips);
+    for (int64_t i = 0; i < n; i++) {
+        int k = -1;
+        sscanf(clips[i].c.source_file, "media/r%d.mp4", &k);
+        const char *want = k == 0 || k == 4 ? "eval" : "train";
+        TEST_CHECK(k >= 0 && k < 6 && strcmp(clips[i].c.split, want) == 0 &&
+                       strncmp(clips[i].shard, want, strlen(want)) == 0,
+                   "resume: explicit splits", "%s in %s (%s), want %s", clips[i].c.source_file, clips[i].shard,
+                   clips[i].c.split, want);
+    }
+    TEST_CHECK(n == 6, "resume: clips", "%lld", (long long)n);
+    free_output(clips, n);
     jtext = slurp(journal);
     TEST_CHECK(count_substr(jtext, "\"shard\"") == 6 && count_substr(jtext, "\"complete\"") == 1 &&
                    !contains(jtext, "\"train-0000\n"),
@@ -679,6 +761,30 @@ static void test_resume(void) {
     rc = run_gvm(&out, &err, again);
     TEST_CHECK(rc == 0 && contains(out, "nothing to do"), "resume: finished run is a no-op", "rc %d: %s", rc, out);
     free(out), free(err);
+    // A split given explicitly that equals the hash's changes nothing; r0 moved to train (and r4 to the hash's
+    // train) would mix the folder's splits: refused, naming the first such source and its line, exit 2.
+    write_text(list, "video,split\nmedia/r0.mp4,eval\nmedia/r1.mp4,train\nmedia/r2.mp4\nmedia/r3.mp4,train\n"
+                     "media/r4.mp4,eval\nmedia/r5.mp4,\n");
+    rc = run_gvm(&out, &err, again);
+    TEST_CHECK(rc == 0 && contains(out, "nothing to do"), "resume: same split given explicitly", "rc %d: %s %s", rc,
+               out, err);
+    free(out), free(err);
+    write_text(list, "video,split\nmedia/r0.mp4,train\nmedia/r1.mp4\nmedia/r2.mp4,train\nmedia/r3.mp4\n"
+                     "media/r4.mp4\nmedia/r5.mp4\n");
+    rc = run_gvm(&out, &err, again);
+    TEST_CHECK(rc == 2 && contains(err, "list.csv:2: 'media/r0.mp4' is now in train (as the manifest says)") &&
+                   contains(err, "holds its clips in eval shards") && contains(err, "and 1 more sources changed") &&
+                   contains(err, "--force"),
+               "resume: changed split refused", "rc %d: %s", rc, err);
+    free(out), free(err);
+    const char *forced[] = {"prep", "-i", list, "-o", outk, SMALL, "--eval-fraction", "0", "--shard-mb", "0.05",
+                            "-q", "--force", NULL};
+    rc = run_gvm(&out, &err, forced);
+    snprintf(path, sizeof path, "%s/eval-00000.h5", outk);
+    TEST_CHECK(rc == 0 && contains(out, "6 written") && !file_exists(path), "resume: changed split with --force",
+               "rc %d: %s %s", rc, out, err);
+    free(out), free(err);
+    write_text(list, manifest);
 
     // SIGTERM with a shard in progress: it is discarded (no temporary file), the exit status is 143 and the
     // message says how to resume.
@@ -777,6 +883,7 @@ int main(int argc, char **argv) {
     test_folder();
     test_manifests();
     test_split_and_threads();
+    test_explicit_splits();
     test_cli();
     test_resume();
     return media_fixture_finish(test_finish());

@@ -2,7 +2,8 @@
 # build.sh: builds a small, real, paired video-music dataset from Debian packages alone, then HDF5 shards
 # with `gvm prep`. The music is real recordings (game soundtracks and free songs Debian ships); the video is
 # either (a) a visualisation of that music drawn by FFmpeg's audio filters, so the picture truly follows the
-# sound, or (b) real footage looped under music of a matching mood label. The split is by music track.
+# sound, or (b) real footage looped under music of a matching mood label. The split is by music track, given
+# to gvm prep in the manifest's split column.
 # README.md beside this file says what it builds, the licences and the timings.
 #
 # usage: datasets/debian-demo/build.sh [--out DIR] [--gvm PATH_TO_gvm] [--tracks N] [--jobs N]
@@ -37,7 +38,7 @@ and runs 'gvm prep' on it.
   --jobs N          parallel ffmpeg jobs and gvm prep threads (default: $JOBS, the CPU count)
   --cache DIR       where downloaded .deb files are kept between runs (default: $HERE/cache)
   --eval-every N    every N-th track goes to the eval split (default: 5)
-  --no-prep         stop after the media and manifests (no gvm needed)
+  --no-prep         stop after the media and the manifest (no gvm needed)
 EOF
 }
 
@@ -77,6 +78,8 @@ if ((!NO_PREP)); then
     prep_help=$("$GVM" prep --help 2>&1 || true)
     [[ $prep_help == *--eval-fraction* ]] ||
         die "'$GVM prep --help' does not list --eval-fraction: is '$GVM' the gvm program (with its prep command)?"
+    [[ $prep_help == *video,music,style,split* ]] ||
+        die "'$GVM' is a gvm from before the manifest's split column (see its 'prep --help'): rebuild it"
 fi
 
 mkdir -p "$OUT" "$CACHE"
@@ -387,11 +390,11 @@ step "4/5 footage pairs: ${#USED[@]} footage videos under music of a matching mo
 run_parallel make_footage "${USED[@]}"
 step_done
 
-# ---- step 5: manifests by track, then gvm prep ---------------------------------------------------------------
-# gvm prep splits by source file (a hash of its name), but a track's visualizer and footage pairs are two
-# sources with the same music, so the split is decided here, per track, and each split is prepped on its
-# own: the train manifest with --eval-fraction 0, the eval manifest with --eval-fraction 1. The shards of
-# both runs are then moved into one folder, shards/, as train-*.h5 and eval-*.h5 (what the loader lists).
+# ---- step 5: the manifest, split by track, then gvm prep ------------------------------------------------------
+# gvm prep's own rule splits by source file (a hash of its name), but a track's visualizer and footage pairs
+# are two sources with the same music, so the split is decided here, per track, and written in the
+# manifest's split column, which gvm prep follows whatever --eval-fraction says. One run writes shards/
+# (train-*.h5 and eval-*.h5, what the loader lists, and gvm prep's journal).
 csv_field() {  # RFC 4180 quoting when needed
     local v=$1
     if [[ $v == *[,\"$'\n']* ]]; then v=${v//\"/\"\"}; printf '"%s"' "$v"; else printf '%s' "$v"; fi
@@ -405,7 +408,7 @@ done
 # Fewer tracks than --eval-every: the last one is the eval split, unless it is the only track.
 ((n_eval == 0 && ${#USED[@]} > 1)) && SPLIT[${USED[-1]}]="eval"
 
-for split in train eval; do echo "video,music,style" >"$OUT/manifest-$split.csv"; done
+echo "video,music,style,split" >"$OUT/manifest.csv"
 echo "track,split,mood,package,files,title,credit,licence,start_s,visualizer_s,visualizer_look,footage,footage_s" \
     >"$OUT/tracks.csv"
 media_s=0 n_pairs=0 want_clips_train=0 want_clips_eval=0 n_train=0 n_eval=0
@@ -415,9 +418,9 @@ for i in "${USED[@]}"; do
     fs=$(footage_seconds "$i")
     fid=$(cat "$TMP/$id.footage")
     {
-        echo "visualizer/$id.mp4,,$(csv_field "${T_MOOD[i]}")"
-        echo "footage/$id.mp4,music/$id.flac,$(csv_field "${T_MOOD[i]}")"
-    } >>"$OUT/manifest-$split.csv"
+        echo "visualizer/$id.mp4,,$(csv_field "${T_MOOD[i]}"),$split"
+        echo "footage/$id.mp4,music/$id.flac,$(csv_field "${T_MOOD[i]}"),$split"
+    } >>"$OUT/manifest.csv"
     row=("$id" "$split" "${T_MOOD[i]}" "${T_PKG[i]}" "${T_FILES[i]}" "${T_TITLE[i]}" "${T_CREDIT[i]}" "${T_LIC[i]}"
         "$start" "$seg" "$(vis_look "$i")" "$fid" "$fs")
     line=""
@@ -429,32 +432,25 @@ for i in "${USED[@]}"; do
     if [[ $split == eval ]]; then want_clips_eval=$((want_clips_eval + c)); n_eval=$((n_eval + 1))
     else want_clips_train=$((want_clips_train + c)); n_train=$((n_train + 1)); fi
 done
-rm -rf "$OUT/shards" "$OUT/prep-train" "$OUT/prep-eval"
+# The media were rebuilt above, so the shards are too (and the files of an older build.sh, which wrote one
+# manifest and one gvm prep folder per split, are removed).
+rm -rf "$OUT/shards" "$OUT/prep-train" "$OUT/prep-eval" "$OUT/manifest-train.csv" "$OUT/manifest-eval.csv"
 
 clips_train="-" clips_eval="-"
 if ((NO_PREP)); then
-    step "5/5 manifests written; gvm prep skipped (--no-prep)"
+    step "5/5 manifest written; gvm prep skipped (--no-prep)"
 else
     step "5/5 gvm prep: $CLIP s clips, $FPS fps, ${SIZE} px, $RATE Hz, by track ($n_train train, $n_eval eval)"
-    clips_train=0 clips_eval=0
+    rc=0
+    # Every source has a split, so --eval-fraction decides nothing (0 would send a source without one to train).
+    "$GVM" prep --input "$OUT/manifest.csv" --out "$OUT/shards" \
+        --clip-seconds "$CLIP" --fps "$FPS" --size "$SIZE" --sample-rate "$RATE" \
+        --eval-fraction 0 --threads "$JOBS" --progress lines 2>&1 | tee "$LOGS/prep.log" || rc=$?
+    ((rc == 0)) || die "gvm prep failed (exit status $rc; log: $LOGS/prep.log)"
     for split in train eval; do
-        [[ $(wc -l <"$OUT/manifest-$split.csv") -gt 1 ]] || continue
-        frac=0; [[ $split == eval ]] && frac=1
-        rc=0
-        "$GVM" prep --input "$OUT/manifest-$split.csv" --out "$OUT/prep-$split" \
-            --clip-seconds "$CLIP" --fps "$FPS" --size "$SIZE" --sample-rate "$RATE" \
-            --eval-fraction "$frac" --threads "$JOBS" --progress lines 2>&1 | tee "$LOGS/prep-$split.log" || rc=$?
-        ((rc == 0)) || die "gvm prep of the $split manifest failed (exit status $rc; log: $LOGS/prep-$split.log)"
         n=$(awk -v s="$split" '$1 == "clips:" { for (k = 2; k < NF; k++) if ($k == s) print $(k + 1) }' \
-            "$LOGS/prep-$split.log")
+            "$LOGS/prep.log")
         [[ $split == train ]] && clips_train=${n:-?} || clips_eval=${n:-?}
-    done
-    mkdir -p "$OUT/shards"
-    for split in train eval; do
-        [[ -d $OUT/prep-$split ]] || continue
-        mv "$OUT/prep-$split/$split"-*.h5 "$OUT/shards/"
-        mv "$OUT/prep-$split/prep-state.jsonl" "$LOGS/prep-state-$split.jsonl"
-        rmdir "$OUT/prep-$split"
     done
 fi
 step_done
@@ -472,7 +468,7 @@ debian-demo built in $SECONDS s ($JOBS jobs) in $OUT
   clips:    train $clips_train, eval $clips_eval (expected $want_clips_train and $want_clips_eval clips of $CLIP s)
   sizes:    shards $(size_of "$OUT/shards"), sources $(size_of "$OUT/sources"), music $(size_of "$OUT/music"),
             visualizer $(size_of "$OUT/visualizer"), footage $(size_of "$OUT/footage"); cache $(size_of "$CACHE")
-  files:    shards/{train,eval}-*.h5, manifest-{train,eval}.csv, tracks.csv (credits, licences, split),
+  files:    shards/{train,eval}-*.h5, manifest.csv (with the split), tracks.csv (credits, licences, split),
             sources/<package>/ (the extracted files and the package's copyright)
 EOF
 if ((!NO_PREP)); then

@@ -3,8 +3,8 @@
 // into the summary and the exit status. docs/prep.md is the reference.
 //
 // Exit status: 0 every source written (or nothing left to do), 3 the run finished but some sources failed
-// (listed), 1 an error stopped the run, 2 a usage error (a bad option, or options that differ from the run
-// being resumed), 128 + signal (130 SIGINT, 143 SIGTERM) when interrupted.
+// (listed), 1 an error stopped the run, 2 a usage error (a bad option, or options or a source's split that
+// differ from the run being resumed), 128 + signal (130 SIGINT, 143 SIGTERM) when interrupted.
 #include <getopt.h>
 #include <math.h>
 #include <signal.h>
@@ -35,9 +35,10 @@ static void help(FILE *out) {
             "\n"
             "input and output:\n"
             "  -i, --input PATH          a folder (searched recursively for video files) or a manifest:\n"
-            "                            .csv with a header video,music,style, or .jsonl with one\n"
-            "                            {\"video\": ..., \"music\": ..., \"style\": ...} per line\n"
-            "                            (music and style optional; paths relative to the manifest)\n"
+            "                            .csv with a header video,music,style,split, or .jsonl with one\n"
+            "                            {\"video\": ..., \"music\": ..., \"style\": ..., \"split\": ...}\n"
+            "                            per line (all but video optional; paths relative to the\n"
+            "                            manifest; split: train or eval, empty for the hash rule)\n"
             "  -o, --out DIR             output folder: train-00000.h5 ..., eval-00000.h5 ...,\n"
             "                            and the journal " GVM_PREP_STATE_FILE "\n"
             "clips:\n"
@@ -50,12 +51,13 @@ static void help(FILE *out) {
             "      --style TAG           style tag of sources whose manifest gives none (default none)\n"
             "shards:\n"
             "      --shard-mb MB         close a shard once its clips pass MB MiB (default 1024)\n"
-            "      --eval-fraction F     share of source files in the eval split (default 0.1)\n"
+            "      --eval-fraction F     share of source files in the eval split (default 0.1), by a\n"
+            "                            hash of each name; a manifest's split column overrides it\n"
             "run:\n"
             "  -j, --threads N           decoding threads (default 0: one per available CPU)\n"
             "      --max-memory-mb MB    decoded media held waiting to be written (default 2048)\n"
             "      --force               start over when the output folder cannot be resumed (other\n"
-            "                            options, a damaged journal): deletes its shards\n"
+            "                            options, changed splits, a damaged journal): deletes its shards\n"
             "  -q, --quiet               no progress display and no per-file lines\n"
             "      --progress MODE       auto (bar on a terminal, lines otherwise), bar or lines\n"
             "  -h, --help                this text\n"
