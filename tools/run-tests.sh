@@ -20,7 +20,7 @@ done
 
 # ---- system packages -------------------------------------------------------------------------------
 PACKAGES=(build-essential cmake pkg-config libopenblas-openmp-dev libcjson-dev libyaml-dev python3
-          libavformat-dev libavcodec-dev libswscale-dev libswresample-dev libavutil-dev ffmpeg libhdf5-dev)
+          libavformat-dev libavcodec-dev libswscale-dev libswresample-dev libavutil-dev ffmpeg libhdf5-dev zlib1g-dev)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
