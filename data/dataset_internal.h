@@ -1,6 +1,7 @@
 // dataset_internal.h: what the dataset writer, reader and updater (data/dataset_*.c) share and nothing
-// outside them uses: the names in the file, the HDF5 lock guard, the error-stack translation, and
-// helpers for attributes and datasets. The layout itself is documented in docs/dataset-format.md.
+// outside them uses (tests/test_data_dataset_chunks.c excepted: it calls the raw-chunk test hooks): the names
+// in the file, the HDF5 lock guard, the error-stack translation, helpers for attributes and datasets, and
+// the raw-chunk reader. The layout itself is documented in docs/dataset-format.md.
 #ifndef GVM_DATA_DATASET_INTERNAL_H
 #define GVM_DATA_DATASET_INTERNAL_H
 
@@ -84,6 +85,37 @@ gvm_status gvm_h5_read_i64_column(hid_t loc, const char *name, const char *where
 // length of the index. On success *file is open; info->created_by points into *created_by (malloc'd).
 gvm_status gvm_ds_open_file(const char *path, bool writable, hid_t *file, gvm_shard_info *info, char **created_by,
                             int64_t *count);
+
+// ---- raw chunks (dataset_chunks.c): inflating outside the lock --------------------------------------------------
+// H5Dread inflates under the lock (~90% of a clip's read time). For storage our writer makes (chunked; deflate,
+// shuffle first or not; a file type whose bytes are the memory type's), the reader copies the stored chunks
+// under the lock and decodes them after releasing it; any other storage is read with H5Dread.
+#define GVM_DS_RAW_MAX_RANK 4
+typedef struct gvm_ds_raw {
+    int rank;
+    hsize_t dims[GVM_DS_RAW_MAX_RANK];   // the dataset's shape
+    hsize_t chunk[GVM_DS_RAW_MAX_RANK];  // a chunk's shape (edge chunks are stored whole, their tail unused)
+    size_t elem;                         // bytes per element
+    size_t chunk_bytes;                  // bytes of one decoded chunk
+    int nfilters;                        // 1: deflate; 2: shuffle, then deflate
+    int64_t nchunks;                     // chunks of the grid, row-major
+    uint8_t *stored;                     // every chunk's stored bytes, back to back
+    size_t *start;                       // [nchunks + 1]: chunk i is stored[start[i] .. start[i + 1])
+    uint32_t *mask;                      // [nchunks]: bit f set when HDF5 skipped filter f for chunk i
+} gvm_ds_raw;
+
+// Under the lock: when dataset d's storage is one gvm_ds_raw_decode knows and mtype's bytes are the file
+// type's, read its stored chunks into *raw and set *fast; otherwise *fast = false, *raw is empty, and the
+// caller reads with H5Dread. Errors (memory, a chunk HDF5 cannot read) are prefixed with where and name.
+gvm_status gvm_ds_raw_read(hid_t d, hid_t mtype, const char *where, const char *name, gvm_ds_raw *raw, bool *fast);
+// Without the lock (no HDF5 call): decode every chunk into out (the dataset's elements, row-major). A chunk
+// that does not decode to its size is GVM_ERR_FORMAT naming where, name, the chunk and its position.
+gvm_status gvm_ds_raw_decode(const gvm_ds_raw *raw, void *out, const char *where, const char *name);
+void gvm_ds_raw_free(gvm_ds_raw *raw);
+// For tests (tests/test_data_dataset_chunks.c): turn the raw path off (every dataset through H5Dread) or
+// on (the default), and count the datasets read each way since the program started.
+void gvm_ds_raw_enable(bool on);
+void gvm_ds_raw_counts(int64_t *fast, int64_t *fallback);
 
 // fsync a file by name, and the folder holding it (so a rename is durable).
 gvm_status gvm_ds_fsync_file(const char *path);

@@ -1,6 +1,8 @@
 // dataset_read.c: opening a dataset shard (format v1, docs/dataset-format.md) and reading its clips by
 // index: the file header and index are validated once at open; each clip's group, attributes, shapes and
 // dtypes are checked when it is read, so a damaged shard gives an error naming the file and the clip.
+// Compressed parts are copied out raw under the HDF5 lock and inflated after it is released
+// (dataset_chunks.c), so threads reading clips at once inflate in parallel.
 #include "data/dataset_internal.h"
 
 #include <errno.h>
@@ -266,11 +268,36 @@ static void *alloc_array(const hsize_t *dims, int rank, size_t elem) {
     return malloc(n ? n : 1);
 }
 
+// Parts whose stored chunks were copied under the lock, to decode once it is released.
+typedef struct pending {
+    struct {
+        gvm_ds_raw raw;
+        void *dst;         // the part's buffer, already owned by the clip
+        const char *name;  // "frames", "audio", ...
+    } part[4];
+    int n;
+} pending;
+
+// Read a part into a new buffer: its raw chunks (decoded later, see pending) where dataset_chunks.c knows the
+// storage, else the whole part with H5Dread.
 static gvm_status read_part(hid_t d, hid_t mtype, const hsize_t *dims, int rank, size_t elem, const char *where,
-                            const char *name, void **out) {
+                            const char *name, pending *pd, void **out) {
     char why[600];
     void *buf = alloc_array(dims, rank, elem);
     if (!buf) return gvm_error_set(GVM_ERR_MEMORY, "%s: '%s': out of memory for its data", where, name);
+    bool fast = false;
+    gvm_status st = gvm_ds_raw_read(d, mtype, where, name, &pd->part[pd->n].raw, &fast);
+    if (st != GVM_OK) {
+        free(buf);
+        return st;
+    }
+    if (fast) {
+        pd->part[pd->n].dst = buf;
+        pd->part[pd->n].name = name;
+        pd->n++;
+        *out = buf;
+        return GVM_OK;
+    }
     if (H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
         free(buf);
         return gvm_error_set(GVM_ERR_FORMAT, "%s: cannot read '%s' (%s): the shard is damaged; copy it again or "
@@ -307,10 +334,10 @@ static gvm_status read_metadata(gvm_shard *s, hid_t grp, int64_t index, const ch
     return st;
 }
 
-static gvm_status read_clip_locked(gvm_shard *s, int64_t index, unsigned parts, gvm_clip *out) {
+static gvm_status read_clip_locked(gvm_shard *s, int64_t index, unsigned parts, const char *where, pending *pd,
+                                   gvm_clip *out) {
     const gvm_clip_entry *e = &s->entries[index];
-    char where[1400], name[64], why[600];
-    snprintf(where, sizeof where, "%s: clip %lld (%s)", s->path, (long long)index, e->clip_id);
+    char name[64], why[600];
     gvm_ds_clip_group_name(index, name, sizeof name);
     htri_t exists = H5Lexists(s->file, name, H5P_DEFAULT);
     hid_t grp = exists > 0 ? H5Gopen2(s->file, name, H5P_DEFAULT) : -1;
@@ -335,7 +362,7 @@ static gvm_status read_clip_locked(gvm_shard *s, int64_t index, unsigned parts, 
         out->num_frames = e->num_frames;
         out->height = s->info.frame_height;
         out->width = s->info.frame_width;
-        if (parts & GVM_CLIP_FRAMES) st = read_part(d, H5T_NATIVE_UINT8, dims, 4, 1, where, "frames", &data);
+        if (parts & GVM_CLIP_FRAMES) st = read_part(d, H5T_NATIVE_UINT8, dims, 4, 1, where, "frames", pd, &data);
         out->frames = data;
         data = NULL;
     }
@@ -348,7 +375,7 @@ static gvm_status read_clip_locked(gvm_shard *s, int64_t index, unsigned parts, 
                            (unsigned long long)dims[0], (long long)e->num_samples);
     if (st == GVM_OK) {
         out->num_samples = e->num_samples;
-        if (parts & GVM_CLIP_AUDIO) st = read_part(d, H5T_NATIVE_FLOAT, dims, 1, 4, where, "audio", &data);
+        if (parts & GVM_CLIP_AUDIO) st = read_part(d, H5T_NATIVE_FLOAT, dims, 1, 4, where, "audio", pd, &data);
         out->audio = data;
         data = NULL;
     }
@@ -369,7 +396,7 @@ static gvm_status read_clip_locked(gvm_shard *s, int64_t index, unsigned parts, 
             out->codes.k = (int32_t)dims[0];
             out->codes.t = (int64_t)dims[1];
             if (st == GVM_OK && (parts & GVM_CLIP_CODES))
-                st = read_part(d, H5T_NATIVE_INT16, dims, 2, 2, where, "codes", &data);
+                st = read_part(d, H5T_NATIVE_INT16, dims, 2, 2, where, "codes", pd, &data);
             out->codes.data = data;
             data = NULL;
         }
@@ -395,7 +422,7 @@ static gvm_status read_clip_locked(gvm_shard *s, int64_t index, unsigned parts, 
             if (st == GVM_OK && (parts & GVM_CLIP_FEATURES))
                 st = mt < 0 ? gvm_error_set(GVM_ERR_FORMAT, "%s: cannot make the f16 type: %s", where,
                                             gvm_h5_error(why, sizeof why))
-                            : read_part(d, mt, dims, 3, 2, where, "features", &data);
+                            : read_part(d, mt, dims, 3, 2, where, "features", pd, &data);
             if (mt >= 0) H5Tclose(mt);
             out->features.data = data;
             data = NULL;
@@ -411,10 +438,18 @@ gvm_status gvm_shard_read_clip_parts(gvm_shard *s, int64_t index, unsigned parts
     if (index < 0 || index >= s->count)
         return gvm_error_set(GVM_ERR_INVALID, "%s: clip index %lld out of range (the shard has %lld clips)", s->path,
                              (long long)index, (long long)s->count);
+    char where[1400];
+    snprintf(where, sizeof where, "%s: clip %lld (%s)", s->path, (long long)index, s->entries[index].clip_id);
+    pending pd = {.n = 0};
     gvm_h5_guard g;
     gvm_h5_enter(&g);
-    gvm_status st = read_clip_locked(s, index, parts, out);
+    gvm_status st = read_clip_locked(s, index, parts, where, &pd, out);
     gvm_h5_leave(&g);
+    // The lock is free again: other threads read their clips while this one inflates.
+    for (int i = 0; i < pd.n; i++) {
+        if (st == GVM_OK) st = gvm_ds_raw_decode(&pd.part[i].raw, pd.part[i].dst, where, pd.part[i].name);
+        gvm_ds_raw_free(&pd.part[i].raw);
+    }
     if (st != GVM_OK) gvm_clip_free(out);
     return st;
 }
