@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "data/dataset.h"
+#include "tests/file_fixture.h"
 #include "tests/test_util.h"
 
 static char g_dir[256];
@@ -29,26 +30,6 @@ static inline bool exists(const char *path) {
     return stat(path, &sb) == 0;
 }
 
-static inline long long file_size(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
-}
-
-static inline bool contains(const char *hay, const char *needle) { return strstr(hay, needle) != NULL; }
-
-static inline void copy_file(const char *from, const char *to, long long nbytes) {  // nbytes < 0: all
-    FILE *f = fopen(from, "rb"), *g = fopen(to, "wb");
-    GVM_CHECK(f && g, "cannot copy %s to %s", from, to);
-    char buf[65536];
-    size_t n;
-    long long left = nbytes < 0 ? (long long)1 << 62 : nbytes;
-    while (left > 0 && (n = fread(buf, 1, left < (long long)sizeof buf ? (size_t)left : sizeof buf, f)) > 0) {
-        GVM_CHECK(fwrite(buf, 1, n, g) == n, "cannot write %s", to);
-        left -= (long long)n;
-    }
-    fclose(f);
-    GVM_CHECK(fclose(g) == 0, "cannot close %s", to);
-}
 
 // ---- synthetic clips ----------------------------------------------------------------------------------------------
 static uint64_t g_rng;

@@ -144,26 +144,6 @@ static void test_foreign_types(const char *good) {
     check_shard(p, want, N_CLIPS, "shard with other tools' types");
 }
 
-// Overwrite bytes in the middle of the first stored chunk of dataset `name`.
-static bool damage_chunk(const char *path, const char *name) {
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    hsize_t offset[4];
-    unsigned mask;
-    haddr_t addr = 0;
-    hsize_t size = 0;
-    hid_t sp = H5Dget_space(d);
-    herr_t rc = H5Dget_chunk_info(d, sp, 0, offset, &mask, &addr, &size);
-    H5Sclose(sp);
-    H5Dclose(d);
-    H5Fclose(f);
-    if (rc < 0 || size < 16) return false;
-    FILE *fp = fopen(path, "r+b");
-    fseek(fp, (long)(addr + size / 2 - 4), SEEK_SET);
-    fwrite("\xde\xad\xbe\xef\x00\xff\x13\x37", 1, 8, fp);
-    fclose(fp);
-    return true;
-}
 
 // Open `path` and read every clip; expect `status` from the open (or, when open succeeds, from reading
 // clip `bad_clip`), with every `needles` in the message, and nothing printed on stderr.
