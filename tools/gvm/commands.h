@@ -5,5 +5,6 @@
 #define GVM_TOOLS_COMMANDS_H
 
 int gvm_cmd_prep(int argc, char **argv);
+int gvm_cmd_train(int argc, char **argv);
 
 #endif

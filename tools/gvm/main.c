@@ -15,6 +15,7 @@ typedef struct gvm_command {
 
 static const gvm_command g_commands[] = {
     {"prep", "cut videos into clips and write train/eval dataset shards (HDF5)", gvm_cmd_prep},
+    {"train", "train GVMGen from a config (resumable; checkpoints and metrics in the run folder)", gvm_cmd_train},
 };
 enum { N_COMMANDS = sizeof g_commands / sizeof g_commands[0] };
 

@@ -1,0 +1,467 @@
+// loop.c: gvm_train_run (train/loop.h): build the model and the loader from a config, run the optimiser
+// steps, log metrics and write checkpoints, resume from the latest one. loop.h describes a step and the
+// determinism contract; this file keeps every piece of run state that a resume needs in the checkpoint.
+#define _POSIX_C_SOURCE 200809L
+#include "train/loop.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "core/context.h"
+#include "core/device.h"
+#include "core/optim.h"
+#include "core/param_store.h"
+#include "data/loader.h"
+#include "train/checkpoint.h"
+#include "train/schedule.h"
+
+enum { SLOT_M = 0, SLOT_V = 1, SLOT_EMA = 2 };
+
+// A run of the store's blocks that AdamW updates: frozen parameters must not be touched (weight decay
+// would shrink them), so the trainable parameters are grouped into maximal contiguous element ranges.
+typedef struct range {
+    size_t begin, end;  // elements [begin, end) of the blocks
+} range;
+
+typedef struct trainer {
+    const gvm_config *cfg;
+    const char *run_dir;
+    FILE *log;
+    gvm_device dev;
+    gvm_param_store ps;
+    bool ps_ready;
+    gvm_nn_gvmgen model;
+    bool model_ready;
+    gvm_ctx *ctx;
+    gvm_loader *loader;
+    range *ranges;       // [n_ranges]
+    int n_ranges;
+    char *config_text;   // the resolved config as YAML (checkpoint metadata)
+    gvm_tensor *d_frames, *d_mask, *d_codes;  // device copies of a batch (NULL on the CPU)
+    int64_t step, optim_step;
+    gvm_loss_scaler scaler;
+    bool use_scaler;     // f16: dynamic loss scaling
+    bool use_ema;
+    gvm_checkpoint_opts copts;
+    int64_t last_saved;  // step of the newest checkpoint written or loaded (-1: none)
+} trainer;
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static gvm_status make_dir(const char *path) {
+    if (mkdir(path, 0777) == 0 || errno == EEXIST) return GVM_OK;
+    return gvm_error_set(GVM_ERR_IO, "%s: cannot create the run folder: %s", path, strerror(errno));
+}
+
+static bool file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static char *config_yaml(const gvm_config *cfg) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return NULL;
+    gvm_config_fprint_yaml(cfg, f);
+    fclose(f);
+    return buf;
+}
+
+static void build_ranges(trainer *t) {
+    const gvm_param_store *ps = &t->ps;
+    t->ranges = calloc((size_t)ps->n_params + 1, sizeof *t->ranges);
+    GVM_CHECK(t->ranges, "out of memory");
+    t->n_ranges = 0;
+    for (int i = 0; i < ps->n_params; i++) {
+        if (!ps->params[i]->requires_grad) continue;
+        size_t b = ps->offsets[i], e = ps->offsets[i] + (size_t)ps->params[i]->numel;
+        // Parameters are laid out in registration order: a trainable neighbour's range extends over the
+        // alignment padding between them (its grads stay 0, so AdamW leaves it 0).
+        if (t->n_ranges > 0 && ps->params[i - 1]->requires_grad)
+            t->ranges[t->n_ranges - 1].end = e;
+        else
+            t->ranges[t->n_ranges++] = (range){b, e};
+    }
+}
+
+// Lines of metrics.jsonl up to step `keep` survive a resume; the steps after it will be logged again.
+static gvm_status trim_metrics(const char *path, int64_t keep) {
+    FILE *f = fopen(path, "r");
+    if (!f) return GVM_OK;
+    char *out = NULL;
+    size_t out_len = 0;
+    FILE *mem = open_memstream(&out, &out_len);
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, f) > 0) {
+        long long s = -1;
+        if (sscanf(line, "{\"step\":%lld", &s) == 1 && s <= keep) fputs(line, mem);
+    }
+    free(line);
+    fclose(f);
+    fclose(mem);
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *w = fopen(tmp, "w");
+    gvm_status st = GVM_OK;
+    if (!w || fwrite(out, 1, out_len, w) != out_len || fclose(w) != 0 || rename(tmp, path) != 0)
+        st = gvm_error_set(GVM_ERR_IO, "%s: cannot rewrite the metrics file: %s", path, strerror(errno));
+    free(out);
+    return st;
+}
+
+static gvm_status save_checkpoint(trainer *t) {
+    gvm_checkpoint_state s = {.step = t->step, .optim_step = t->optim_step, .config = t->config_text,
+                              .rng = t->ctx->rng, .data = gvm_loader_get_position(t->loader),
+                              .scaler = t->scaler};
+    gvm_status st = gvm_checkpoint_save(t->run_dir, &t->ps, &s, &t->copts);
+    if (st == GVM_OK) t->last_saved = t->step;
+    return st;
+}
+
+static float host_scalar(const gvm_tensor *x) {
+    float v;
+    gvm_device_copy(&v, GVM_DEVICE_CPU, x->data, x->device, sizeof v);
+    return v;
+}
+
+static gvm_tensor *to_device(trainer *t, gvm_tensor **slot, gvm_tensor *host) {
+    if (t->dev == GVM_DEVICE_CPU) return host;
+    if (!*slot) *slot = gvm_tensor_new_on(t->dev, host->dtype, host->ndim, host->shape);
+    gvm_tensor_copy(*slot, host);
+    return *slot;
+}
+
+// The model, its store and the optimiser/EMA slots on the configured device; initial weights from the seed.
+static gvm_status build_model(trainer *t) {
+    gvm_nn_gvmgen_cfg mc;
+    gvm_status st = gvm_train_model_cfg(t->cfg, &mc);
+    if (st != GVM_OK) return st;
+    gvm_param_store_init(&t->ps);
+    t->ps_ready = true;
+    gvm_nn_gvmgen_init(&t->model, &t->ps, &mc);
+    t->model_ready = true;
+    if (t->dev == GVM_DEVICE_CPU)
+        gvm_param_store_finalize(&t->ps);
+    else
+        gvm_param_store_finalize_on(&t->ps, t->dev);
+    gvm_rng init_rng;
+    gvm_rng_init(&init_rng, (uint64_t)t->cfg->train.seed);
+    gvm_nn_gvmgen_reset_parameters(&t->model, &init_rng);
+    gvm_param_store_state(&t->ps, SLOT_M);
+    gvm_param_store_state(&t->ps, SLOT_V);
+    if (t->use_ema) {
+        float *ema = gvm_param_store_state(&t->ps, SLOT_EMA);
+        gvm_device_copy(ema, t->dev, t->ps.data, t->dev, t->ps.total * sizeof(float));
+    }
+    build_ranges(t);
+    return GVM_OK;
+}
+
+static gvm_status open_loader(trainer *t, gvm_loader_position start) {
+    const gvm_config *c = t->cfg;
+    gvm_loader_config lc = gvm_loader_config_default();
+    lc.folder = c->data.dir;
+    lc.split = c->data.train_split;
+    lc.batch_size = c->data.batch_size;
+    lc.parts = GVM_CLIP_FRAMES | GVM_CLIP_CODES;
+    lc.frames = (int64_t)llround(c->data.clip_seconds * c->data.fps);
+    lc.code_steps = (int64_t)llround(c->data.clip_seconds * c->codec.frame_rate);
+    lc.codebooks = c->model.lm.codebooks;
+    lc.code_pad = 0;  // padded steps are masked by code_len; any valid code will do
+    lc.codec = c->codec.name[0] ? c->codec.name : NULL;
+    lc.seed = (uint64_t)c->train.seed;
+    lc.shuffle = true;
+    lc.drop_last = true;  // every step sees full batches
+    lc.prefetch = c->data.prefetch;
+    lc.workers = c->data.workers;
+    lc.pinned = t->dev != GVM_DEVICE_CPU;
+    lc.start = start;
+    if (lc.frames < 1 || lc.code_steps < 1)
+        return gvm_error_set(GVM_ERR_INVALID, "config: data.clip_seconds %g gives %lld frames and %lld codec steps; "
+                             "both must be >= 1", c->data.clip_seconds, (long long)lc.frames, (long long)lc.code_steps);
+    gvm_status st = gvm_loader_open(&lc, &t->loader);
+    if (st != GVM_OK) return st;
+    if (gvm_loader_batches_per_epoch(t->loader) < 1)
+        return gvm_error_set(GVM_ERR_INVALID, "%s: split '%s' has %lld clips, fewer than data.batch_size %d: no "
+                             "full batch to train on", c->data.dir, c->data.train_split,
+                             (long long)gvm_loader_clip_count(t->loader), c->data.batch_size);
+    const gvm_shard_info *info = gvm_loader_info(t->loader);
+    if (info->frame_height != c->model.vision.image_size || info->frame_width != c->model.vision.image_size)
+        return gvm_error_set(GVM_ERR_INVALID, "%s: the shards' frames are %dx%d but model.vision.image_size is %d; "
+                             "set it (and data.image_size) to the shards' size or re-run gvm prep with --size %d",
+                             c->data.dir, info->frame_width, info->frame_height, c->model.vision.image_size,
+                             c->model.vision.image_size);
+    return GVM_OK;
+}
+
+// Resume: weights, EMA, AdamW state, step, RNG, loss scaler; returns the data position to start from.
+static gvm_status resume_from(trainer *t, gvm_loader_position *pos) {
+    gvm_checkpoint_loaded l;
+    memset(&l, 0, sizeof l);
+    gvm_status st = gvm_checkpoint_load_latest(t->run_dir, &t->ps, &t->copts, &l);
+    if (st == GVM_ERR_NOT_FOUND) {
+        fprintf(t->log, "gvm train: %s has no checkpoint yet: starting from step 0\n", t->run_dir);
+        return GVM_OK;
+    }
+    if (st != GVM_OK) return st;
+    if (l.skipped) fprintf(t->log, "gvm train: skipped damaged checkpoints:\n%s", l.skipped);
+    t->step = l.state.step;
+    t->optim_step = l.state.optim_step;
+    t->ctx->rng = l.state.rng;
+    t->scaler = l.state.scaler;
+    *pos = l.state.data;
+    t->last_saved = t->step;
+    if (!l.has_optim) fprintf(t->log, "gvm train: warning: %s has no optimiser state; AdamW restarts\n", l.path);
+    if (t->use_ema && !l.has_ema) {
+        fprintf(t->log, "gvm train: warning: %s has no EMA weights; the EMA restarts from the weights\n", l.path);
+        gvm_device_copy(gvm_param_store_state(&t->ps, SLOT_EMA), t->dev, t->ps.data, t->dev,
+                        t->ps.total * sizeof(float));
+    }
+    if (l.state.config && strcmp(l.state.config, t->config_text) != 0)
+        fprintf(t->log, "gvm train: note: the config differs from the one the checkpoint was written with\n");
+    fprintf(t->log, "gvm train: resumed from %s (step %lld, data epoch %lld batch %lld)\n", l.path,
+            (long long)t->step, (long long)pos->epoch, (long long)pos->batch);
+    gvm_checkpoint_loaded_free(&l);
+    return GVM_OK;
+}
+
+static void format_eta(char *buf, size_t n, double seconds) {
+    if (!isfinite(seconds) || seconds < 0) seconds = 0;
+    long long s = (long long)(seconds + 0.5);
+    snprintf(buf, n, "%lld:%02lld:%02lld", s / 3600, (s / 60) % 60, s % 60);
+}
+
+static void write_metrics(FILE *mf, int64_t step, double loss, double lr, double norm, double tok_s, double elapsed,
+                          gvm_loader_position pos) {
+    fprintf(mf, "{\"step\":%lld,\"loss\":%.17g,\"lr\":%.17g,\"grad_norm\":", (long long)step, loss, lr);
+    if (isfinite(norm))
+        fprintf(mf, "%.9g", norm);
+    else
+        fputs("null", mf);  // a step the loss scaler skipped
+    fprintf(mf, ",\"tokens_per_s\":%.6g,\"elapsed_s\":%.3f,\"epoch\":%lld,\"batch\":%lld}\n", tok_s, elapsed,
+            (long long)pos.epoch, (long long)pos.batch);
+    fflush(mf);
+}
+
+// One optimiser step over grad_accum micro-batches. *loss_out: the mean loss; *norm_out: the gradient norm
+// before clipping (inf/NaN when the loss scaler skipped the step); *tokens: codec frames trained on.
+static gvm_status train_step(trainer *t, const gvm_lr_schedule *sched, double *loss_out, double *lr_out,
+                             double *norm_out, int64_t *tokens) {
+    const gvm_config *c = t->cfg;
+    const int accum = c->train.grad_accum;
+    const int64_t step = t->step + 1;
+    gvm_param_store_zero_grad(&t->ps);
+    const float scale = t->use_scaler ? gvm_loss_scaler_scale(&t->scaler) : 1.0f;
+    float *seed = NULL;
+    if (t->use_scaler) {
+        seed = gvm_device_alloc(t->dev, sizeof(float));
+        gvm_device_copy(seed, t->dev, &scale, GVM_DEVICE_CPU, sizeof(float));
+    }
+    double loss_sum = 0;
+    gvm_status st = GVM_OK;
+    for (int i = 0; i < accum; i++) {
+        gvm_loader_batch b;
+        st = gvm_loader_next(t->loader, &b);
+        if (st != GVM_OK) goto done;
+        for (int64_t r = 0; r < b.size; r++) *tokens += b.code_len[r];
+        gvm_tensor *frames = to_device(t, &t->d_frames, b.frames);
+        gvm_tensor *mask = to_device(t, &t->d_mask, b.frame_mask);
+        gvm_tensor *codes = to_device(t, &t->d_codes, b.codes);
+        gvm_tensor *loss = gvm_nn_gvmgen_forward_loss(t->ctx, &t->model, frames, mask, codes, b.code_len,
+                                                      (float)c->model.lm.cond_dropout, NULL);
+        const float lv = host_scalar(loss);
+        if (!isfinite(lv)) {
+            gvm_ctx_reset(t->ctx);
+            gvm_loader_release(t->loader);
+            st = gvm_error_set(GVM_ERR_INVALID,
+                               "step %lld: the loss is %s (micro-batch %d, data epoch %lld batch %lld); stopping "
+                               "before the update. The last good checkpoint (step %lld; -1: none) is kept: lower train.lr, "
+                               "raise train.warmup_steps or check the data, then resume",
+                               (long long)step, isnan(lv) ? "NaN" : "infinite", i, (long long)b.position.epoch,
+                               (long long)b.position.batch, (long long)t->last_saved);
+            goto done;
+        }
+        loss_sum += lv;
+        if (t->use_scaler)
+            gvm_backward_with_grad(t->ctx, loss, seed);
+        else
+            gvm_backward(t->ctx, loss);
+        gvm_ctx_reset(t->ctx);
+    }
+    gvm_loader_release(t->loader);
+    *loss_out = loss_sum / accum;
+
+    // Gradients hold sum_i d(scale * loss_i); the step wants d(mean_i loss_i).
+    const double inv = 1.0 / ((double)accum * (double)scale);
+    const double ss = gvm_grad_sumsq(t->dev, t->ps.grad, (int64_t)t->ps.total);
+    const bool finite = isfinite(ss);
+    const double norm = sqrt(ss) * inv;
+    *norm_out = norm;
+    const double lr = gvm_lr_at(sched, step);
+    *lr_out = lr;
+    bool apply = true;
+    if (t->use_scaler) {
+        apply = gvm_loss_scaler_update(&t->scaler, finite);
+    } else if (!finite) {
+        st = gvm_error_set(GVM_ERR_INVALID,
+                           "step %lld: the gradients are not finite (loss %g); stopping before the update. The "
+                           "last good checkpoint (step %lld; -1: none) is kept: lower train.lr or raise "
+                           "train.warmup_steps, then resume",
+                           (long long)step, *loss_out, (long long)t->last_saved);
+        goto done;
+    }
+    if (apply) {
+        const double clip = c->train.grad_clip > 0 && norm > c->train.grad_clip ? c->train.grad_clip / norm : 1.0;
+        const gvm_adamw_hparams h = {.lr = (float)lr, .beta1 = (float)c->train.betas[0],
+                                     .beta2 = (float)c->train.betas[1], .eps = (float)c->train.eps,
+                                     .weight_decay = (float)c->train.weight_decay, .grad_scale = (float)(inv * clip)};
+        t->optim_step++;
+        float *m = gvm_param_store_state(&t->ps, SLOT_M), *v = gvm_param_store_state(&t->ps, SLOT_V);
+        for (int r = 0; r < t->n_ranges; r++) {
+            const size_t o = t->ranges[r].begin, n = t->ranges[r].end - t->ranges[r].begin;
+            gvm_adamw_step(t->dev, t->ps.data + o, t->ps.grad + o, m + o, v + o, (int64_t)n, &h, t->optim_step);
+        }
+        if (t->use_ema)
+            gvm_ema_update(t->dev, gvm_param_store_state(&t->ps, SLOT_EMA), t->ps.data, (int64_t)t->ps.total,
+                           (float)c->train.ema_decay);
+    }
+    t->step = step;
+done:
+    gvm_device_free(t->dev, seed);
+    return st;
+}
+
+static void trainer_free(trainer *t) {
+    gvm_loader_close(t->loader);
+    gvm_tensor_free(t->d_frames);
+    gvm_tensor_free(t->d_mask);
+    gvm_tensor_free(t->d_codes);
+    if (t->ctx) gvm_ctx_free(t->ctx);
+    if (t->model_ready) gvm_nn_gvmgen_free(&t->model);
+    if (t->ps_ready) gvm_param_store_free(&t->ps);
+    free(t->ranges);
+    free(t->config_text);
+}
+
+gvm_status gvm_train_run(const gvm_config *cfg, const char *run_dir, bool resume, const gvm_train_opts *opts,
+                         gvm_train_result *result) {
+    const gvm_train_opts no_opts = {0};
+    if (!opts) opts = &no_opts;
+    if (result) *result = (gvm_train_result){.last_loss = NAN};
+    trainer t;
+    memset(&t, 0, sizeof t);
+    t.cfg = cfg;
+    t.run_dir = run_dir;
+    t.log = opts->log ? opts->log : stderr;
+    t.dev = cfg->train.device;
+    t.last_saved = -1;
+    t.use_ema = cfg->train.ema_decay > 0;
+    t.use_scaler = cfg->train.precision == GVM_F16;
+    gvm_loss_scaler_init(&t.scaler);
+    if (!t.use_scaler) t.scaler.scale = 1.0f;  // recorded in checkpoints; unused without f16
+    t.copts = gvm_checkpoint_opts_default();
+    t.copts.keep_last = cfg->train.keep_checkpoints;
+    t.copts.slot_m = SLOT_M;
+    t.copts.slot_v = SLOT_V;
+    t.copts.slot_ema = t.use_ema ? SLOT_EMA : -1;
+
+    gvm_status st = gvm_config_validate(cfg);
+    if (st != GVM_OK) return st;
+    const gvm_lr_schedule sched = {.lr = cfg->train.lr, .warmup_steps = cfg->train.warmup_steps,
+                                   .total_steps = cfg->train.steps, .min_lr_ratio = 0,
+                                   .decay = cfg->train.schedule == GVM_SCHEDULE_CONSTANT ? GVM_LR_CONSTANT
+                                                                                         : GVM_LR_COSINE};
+    if ((st = gvm_lr_schedule_validate(&sched)) != GVM_OK) return st;
+    if ((st = make_dir(run_dir)) != GVM_OK) return st;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/latest", run_dir);
+    if (!resume && file_exists(path))
+        return gvm_error_set(GVM_ERR_INVALID, "%s already has checkpoints: resume it (gvm train --resume %s) or "
+                             "choose another run folder", run_dir, run_dir);
+    if (t.dev != GVM_DEVICE_CPU && (st = gvm_device_init(t.dev)) != GVM_OK) return st;
+
+    t.config_text = config_yaml(cfg);
+    if (!t.config_text) return gvm_error_set(GVM_ERR_MEMORY, "cannot format the config");
+    t.ctx = gvm_ctx_new((uint64_t)cfg->train.seed ^ 0x9e3779b97f4a7c15ull);  // dropout: apart from init's stream
+    if (t.dev != GVM_DEVICE_CPU && (st = gvm_ctx_set_device(t.ctx, t.dev)) != GVM_OK) goto out;
+    t.ctx->training = true;
+    t.ctx->autocast = cfg->train.precision;
+    if ((st = build_model(&t)) != GVM_OK) goto out;
+
+    gvm_loader_position pos = {0, 0};
+    if (resume && (st = resume_from(&t, &pos)) != GVM_OK) goto out;
+    if ((st = open_loader(&t, pos)) != GVM_OK) goto out;
+    if (result) result->start_step = result->steps_done = t.step;
+
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
+    if (resume && (st = trim_metrics(path, t.step)) != GVM_OK) goto out;
+    FILE *mf = fopen(path, resume ? "a" : "w");
+    if (!mf) {
+        st = gvm_error_set(GVM_ERR_IO, "%s: cannot open the metrics file: %s", path, strerror(errno));
+        goto out;
+    }
+    if (!opts->quiet) {
+        gvm_nn_gvmgen_print_summary(&t.model, t.log);
+        fprintf(t.log, "gvm train: %lld steps on %s, batch %d x %d accumulated, run folder %s\n",
+                (long long)cfg->train.steps, gvm_device_name(t.dev), cfg->data.batch_size, cfg->train.grad_accum,
+                run_dir);
+    }
+
+    const double t0 = now_seconds();
+    double t_log = t0;
+    int64_t tokens_since_log = 0, first_step = t.step;
+    while (t.step < cfg->train.steps) {
+        double loss = NAN, lr = 0, norm = NAN;
+        st = train_step(&t, &sched, &loss, &lr, &norm, &tokens_since_log);
+        if (st != GVM_OK) break;  // the caller prints gvm_error_message()
+        if (result) {
+            result->steps_done = t.step;
+            result->last_loss = loss;
+        }
+        if (opts->on_step) opts->on_step(opts->user, t.step, loss);
+        const bool last = t.step == cfg->train.steps;
+        const bool stop = opts->stop && *opts->stop;
+        if (t.step % cfg->train.log_every == 0 || last || stop) {
+            const double now = now_seconds();
+            const double tok_s = now > t_log ? (double)tokens_since_log / (now - t_log) : 0;
+            const double per_step = (now - t0) / (double)(t.step - first_step);
+            write_metrics(mf, t.step, loss, lr, norm, tok_s, now - t0, gvm_loader_get_position(t.loader));
+            if (!opts->quiet) {
+                char eta[32];
+                format_eta(eta, sizeof eta, per_step * (double)(cfg->train.steps - t.step));
+                fprintf(t.log, "step %lld/%d  loss %.4f  lr %.3e  grad_norm %.3g  tok/s %.0f  eta %s\n",
+                        (long long)t.step, cfg->train.steps, loss, lr, norm, tok_s, eta);
+                fflush(t.log);
+            }
+            t_log = now;
+            tokens_since_log = 0;
+        }
+        const bool periodic = cfg->train.checkpoint_every > 0 && t.step % cfg->train.checkpoint_every == 0;
+        if (periodic || last || stop) {
+            if ((st = save_checkpoint(&t)) != GVM_OK) break;
+        }
+        if (stop && !last) {
+            fprintf(t.log, "gvm train: stopped at step %lld; checkpoint written (resume with --resume %s)\n",
+                    (long long)t.step, run_dir);
+            if (result) result->stopped = true;
+            break;
+        }
+    }
+    // A run resumed at (or past) its last step still leaves a checkpoint of where it stands.
+    if (st == GVM_OK && t.last_saved != t.step) st = save_checkpoint(&t);
+    fclose(mf);
+out:
+    trainer_free(&t);
+    return st;
+}
