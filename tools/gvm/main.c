@@ -29,7 +29,7 @@ static void usage(FILE *out) {
             "\n"
             "commands:\n");
     for (int i = 0; i < N_COMMANDS; i++) fprintf(out, "  %-10s %s\n", g_commands[i].name, g_commands[i].summary);
-    fprintf(out, "\nSee docs/ for each command's reference (docs/prep.md for gvm prep).\n");
+    fprintf(out, "\nSee docs/ for each command's reference (docs/prep.md, docs/train.md).\n");
 }
 
 static void list_commands(FILE *out) {
