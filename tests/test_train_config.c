@@ -234,11 +234,14 @@ static void test_round_trip(void) {
     gvm_config cfg;
     gvm_config_default(&cfg);
     round_trip("rt defaults", &cfg);
-    const char *files[] = {"configs/demo.yaml", "configs/gvmgen-small.yaml", "configs/gvmgen-medium.yaml"};
-    for (int i = 0; i < 3; i++) {
+    const char *files[] = {"configs/demo.yaml", "configs/gvmgen-small.yaml", "configs/gvmgen-medium.yaml",
+                           "configs/smoke.yaml"};
+    for (int i = 0; i < 4; i++) {
         char path[1200];
         root_path(path, sizeof path, files[i]);
-        if (gvm_config_load(&cfg, path, 0, NULL) == GVM_OK) round_trip(files[i], &cfg);
+        gvm_status st = gvm_config_load(&cfg, path, 0, NULL);
+        TEST_CHECK(st == GVM_OK, files[i], "does not load: %s", gvm_error_message());
+        if (st == GVM_OK) round_trip(files[i], &cfg);
     }
     // Awkward values: quotes, backslashes, controls, non-ASCII, YAML words, odd floats.
     gvm_config_default(&cfg);
