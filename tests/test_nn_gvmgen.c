@@ -9,6 +9,7 @@
 
 #include "nn/delay_pattern.h"
 #include "nn/gvmgen.h"
+#include "tests/nn_golden.h"
 #include "tests/test_util.h"
 
 #define TOL 1e-5  // the twin runs in float64: this bounds our f32 error alone
@@ -20,23 +21,10 @@ typedef struct golden {
     gvm_tensor *frames, *frame_mask, *codes, *code_len;
 } golden;
 
-static gvm_tensor *load(const golden *g, const char *key) {
-    gvm_tensor *t = NULL;
-    GVM_CHECK(gvm_safetensors_load(g->st, key, &t) == GVM_OK, "%s", gvm_error_message());
-    return t;
-}
+static gvm_tensor *load(const golden *g, const char *key) { return nn_golden_load(g->st, key); }
 
 static void compare(const golden *g, const char *key, const gvm_tensor *got) {
-    gvm_tensor *e = NULL;
-    if (gvm_safetensors_load(g->st, key, &e) != GVM_OK) {
-        test_check(false, key, "missing in golden");
-        return;
-    }
-    if (!got || got->numel != e->numel)
-        test_check(false, key, "size %lld, expected %lld", (long long)(got ? got->numel : -1), (long long)e->numel);
-    else
-        test_allclose(key, gvm_tensor_f32(got), gvm_tensor_f32(e), e->numel, TOL, TOL);
-    gvm_tensor_free(e);
+    nn_golden_compare(g->st, NULL, key, got);
 }
 
 static bool golden_open(golden *g) {
@@ -90,21 +78,7 @@ static bool model_open(const golden *g, bool fv, bool fq, bool fl, gvm_param_sto
     gvm_param_store_init(ps);
     gvm_nn_gvmgen_init(m, ps, &cfg);
     gvm_param_store_finalize(ps);
-    int in_file = 0;
-    for (int i = 0; i < gvm_safetensors_count(g->st); i++)
-        if (strncmp(gvm_safetensors_entry(g->st, i)->name, "param.", 6) == 0) in_file++;
-    bool ok = test_check(in_file == ps->n_params, "nn_gvmgen names", "golden has %d parameters, model registered %d",
-                         in_file, ps->n_params);
-    for (int i = 0; i < ps->n_params; i++) {
-        char key[GVM_NN_NAME_MAX + 16];
-        snprintf(key, sizeof key, "param.%s", ps->params[i]->name);
-        if (!gvm_safetensors_find(g->st, key)) {
-            ok = test_check(false, "nn_gvmgen names", "parameter %s not in the golden", ps->params[i]->name);
-            continue;
-        }
-        GVM_CHECK(gvm_safetensors_read_into(g->st, key, ps->params[i]) == GVM_OK, "%s", gvm_error_message());
-    }
-    return ok;
+    return nn_golden_load_params(g->st, ps, "nn_gvmgen names");
 }
 
 static void model_close(gvm_param_store *ps, gvm_nn_gvmgen *m) {

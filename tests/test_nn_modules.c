@@ -11,9 +11,9 @@
 #include "nn/linear.h"
 #include "nn/mlp.h"
 #include "nn/transformer.h"
+#include "tests/nn_golden.h"
 #include "tests/test_util.h"
 
-#define TOL 1e-5  // as the core goldens: the twin runs in float64, so this is our f32 error alone
 
 // ---- a golden case: parameters by name, inputs, output and gradients ---------------------------------------
 typedef struct gcase {
@@ -48,22 +48,7 @@ static bool case_open(gcase *c, const char *name) {
 // must hold exactly the store's parameters, so a wrong or missing name fails here.
 static bool case_load_params(gcase *c) {
     gvm_param_store_finalize(&c->ps);
-    int in_file = 0;
-    for (int i = 0; i < gvm_safetensors_count(c->st); i++)
-        if (strncmp(gvm_safetensors_entry(c->st, i)->name, "param.", 6) == 0) in_file++;
-    bool ok = test_check(in_file == c->ps.n_params, c->name, "golden has %d parameters, module registered %d",
-                         in_file, c->ps.n_params);
-    for (int i = 0; i < c->ps.n_params; i++) {
-        char key[GVM_NN_NAME_MAX + 16];
-        snprintf(key, sizeof key, "param.%s", c->ps.params[i]->name);
-        if (!gvm_safetensors_find(c->st, key)) {
-            ok = test_check(false, c->name, "parameter %s not in the golden (names must match the twin)",
-                            c->ps.params[i]->name);
-            continue;
-        }
-        GVM_CHECK(gvm_safetensors_read_into(c->st, key, c->ps.params[i]) == GVM_OK, "%s", gvm_error_message());
-    }
-    return ok;
+    return nn_golden_load_params(c->st, &c->ps, c->name);
 }
 
 static gvm_tensor *case_input(gcase *c, const char *name) {
@@ -78,18 +63,9 @@ static gvm_tensor *case_input(gcase *c, const char *name) {
 }
 
 static void compare(gcase *c, const char *key, const gvm_tensor *got) {
-    char label[256];
+    char label[512];
     snprintf(label, sizeof label, "%s %s", c->name, key);
-    gvm_tensor *e = NULL;
-    if (gvm_safetensors_load(c->st, key, &e) != GVM_OK) {
-        test_check(false, label, "missing in golden");
-        return;
-    }
-    if (!got || got->numel != e->numel)
-        test_check(false, label, "size %lld, expected %lld", (long long)(got ? got->numel : -1), (long long)e->numel);
-    else
-        test_allclose(label, gvm_tensor_f32(got), gvm_tensor_f32(e), e->numel, TOL, TOL);
-    gvm_tensor_free(e);
+    nn_golden_compare(c->st, label, key, got);
 }
 
 // Compare the output, run backward with the stored upstream gradient, compare every gradient; clean up.

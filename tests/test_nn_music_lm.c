@@ -7,9 +7,9 @@
 
 #include "nn/delay_pattern.h"
 #include "nn/music_lm.h"
+#include "tests/nn_golden.h"
 #include "tests/test_util.h"
 
-#define TOL 1e-5  // the twin runs in float64: this bounds our f32 error alone
 
 static gvm_tensor *i64_tensor(gvm_ctx *ctx, int ndim, const int64_t *shape, const int64_t *v) {
     gvm_tensor *t = gvm_tensor_empty(ctx, GVM_I64, ndim, shape);
@@ -97,23 +97,10 @@ typedef struct lm_golden {
     gvm_nn_music_lm_cfg cfg;
 } lm_golden;
 
-static gvm_tensor *load(const lm_golden *g, const char *key) {
-    gvm_tensor *t = NULL;
-    GVM_CHECK(gvm_safetensors_load(g->st, key, &t) == GVM_OK, "%s", gvm_error_message());
-    return t;
-}
+static gvm_tensor *load(const lm_golden *g, const char *key) { return nn_golden_load(g->st, key); }
 
 static void compare(const lm_golden *g, const char *key, const gvm_tensor *got) {
-    gvm_tensor *e = NULL;
-    if (gvm_safetensors_load(g->st, key, &e) != GVM_OK) {
-        test_check(false, key, "missing in golden");
-        return;
-    }
-    if (!got || got->numel != e->numel)
-        test_check(false, key, "size %lld, expected %lld", (long long)(got ? got->numel : -1), (long long)e->numel);
-    else
-        test_allclose(key, gvm_tensor_f32(got), gvm_tensor_f32(e), e->numel, TOL, TOL);
-    gvm_tensor_free(e);
+    nn_golden_compare(g->st, NULL, key, got);
 }
 
 static bool golden_open(lm_golden *g) {
@@ -134,21 +121,7 @@ static bool golden_open(lm_golden *g) {
     gvm_nn_music_lm_init(&g->m, &g->ps, &g->cfg);
     gvm_param_store_finalize(&g->ps);
     // the file must hold exactly the store's parameters, so a wrong or missing name fails here
-    int in_file = 0;
-    for (int i = 0; i < gvm_safetensors_count(g->st); i++)
-        if (strncmp(gvm_safetensors_entry(g->st, i)->name, "param.", 6) == 0) in_file++;
-    bool ok = test_check(in_file == g->ps.n_params, "nn_lm names", "golden has %d parameters, model registered %d",
-                         in_file, g->ps.n_params);
-    for (int i = 0; i < g->ps.n_params; i++) {
-        char key[GVM_NN_NAME_MAX + 16];
-        snprintf(key, sizeof key, "param.%s", g->ps.params[i]->name);
-        if (!gvm_safetensors_find(g->st, key)) {
-            ok = test_check(false, "nn_lm names", "parameter %s not in the golden", g->ps.params[i]->name);
-            continue;
-        }
-        GVM_CHECK(gvm_safetensors_read_into(g->st, key, g->ps.params[i]) == GVM_OK, "%s", gvm_error_message());
-    }
-    return ok;
+    return nn_golden_load_params(g->st, &g->ps, "nn_lm names");
 }
 
 static void golden_close(lm_golden *g) {
