@@ -19,6 +19,7 @@ struct gvm_loader {
     gvm_loader_config cfg;      // borrowed strings replaced by our copies below
     gvm_loader_shape shape;
     char *codec;
+    char *feature_source;
 
     // The run's shards and clips, in shard order.
     int num_shards;
@@ -94,7 +95,7 @@ static gvm_loader_position advance(gvm_loader_position p, int64_t per_epoch) {
 
 // ---- configuration ------------------------------------------------------------------------------------------------
 static gvm_status check_config(const gvm_loader_config *c) {
-    const unsigned known = GVM_CLIP_FRAMES | GVM_CLIP_AUDIO | GVM_CLIP_CODES;
+    const unsigned known = GVM_CLIP_FRAMES | GVM_CLIP_AUDIO | GVM_CLIP_CODES | GVM_CLIP_FEATURES;
     if (!c->shards && !c->folder)
         return gvm_error_set(GVM_ERR_INVALID, "loader: no shards: give a list of shard files or a folder and a split");
     if (c->shards && c->num_shards < 1)
@@ -105,9 +106,13 @@ static gvm_status check_config(const gvm_loader_config *c) {
     if (c->batch_size < 1 || c->batch_size > (1 << 20))
         return gvm_error_set(GVM_ERR_INVALID, "loader: batch_size %lld (want 1 .. 1048576)", (long long)c->batch_size);
     if (c->parts == 0 || (c->parts & ~known))
-        return gvm_error_set(GVM_ERR_INVALID, "loader: parts 0x%x: want a non-empty set of frames, audio and codes",
+        return gvm_error_set(GVM_ERR_INVALID, "loader: parts 0x%x: want a non-empty set of frames, audio, codes and features",
                              c->parts);
-    if ((c->parts & GVM_CLIP_FRAMES) && (c->frames < 1 || c->frames > 100000))
+    if ((c->parts & GVM_CLIP_FEATURES) && (c->feature_tokens < 1 || c->feature_tokens > 100000 ||
+                                           c->feature_dim < 1 || c->feature_dim > 100000))
+        return gvm_error_set(GVM_ERR_INVALID, "loader: features of %lld tokens x %lld (want 1 .. 100000 each)",
+                             (long long)c->feature_tokens, (long long)c->feature_dim);
+    if ((c->parts & (GVM_CLIP_FRAMES | GVM_CLIP_FEATURES)) && (c->frames < 1 || c->frames > 100000))
         return gvm_error_set(GVM_ERR_INVALID, "loader: frames per clip %lld (want 1 .. 100000)", (long long)c->frames);
     if ((c->parts & GVM_CLIP_CODES) && (c->code_steps < 1 || c->code_steps > 10000000 || c->codebooks < 1 ||
                                         c->codebooks > 1024))
@@ -460,6 +465,7 @@ void gvm_loader_close(gvm_loader *l) {
     free(l->perm);
     free(l->created_by);
     free(l->codec);
+    free(l->feature_source);
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->cond_free);
     pthread_cond_destroy(&l->cond_ready);
@@ -471,8 +477,11 @@ void gvm_loader_close(gvm_loader *l) {
 
 // An error when a setting makes a batch buffer absurd (an overflow, over 64 GiB).
 static gvm_status check_sizes(const gvm_loader_shape *s) {
-    int64_t frames = 0, codes = 0, audio = 0, lim = (int64_t)64 << 30;
+    int64_t frames = 0, codes = 0, audio = 0, features = 0, lim = (int64_t)64 << 30;
     bool over = false;
+    if (s->parts & GVM_CLIP_FEATURES)
+        over |= __builtin_mul_overflow(s->batch * s->frames * 4, s->feature_tokens * s->feature_dim, &features) ||
+                features > lim;
     if (s->parts & GVM_CLIP_FRAMES)
         over |= __builtin_mul_overflow(s->batch * s->frames * 12, s->height * s->width, &frames) || frames > lim;
     if (s->parts & GVM_CLIP_CODES)
@@ -514,6 +523,9 @@ gvm_status gvm_loader_open(const gvm_loader_config *config, gvm_loader **out) {
     if (st == GVM_OK && config->codec && !(l->codec = strdup(config->codec)))
         st = gvm_error_set(GVM_ERR_MEMORY, "loader: out of memory");
     l->cfg.codec = l->codec;
+    if (st == GVM_OK && config->feature_source && !(l->feature_source = strdup(config->feature_source)))
+        st = gvm_error_set(GVM_ERR_MEMORY, "loader: out of memory");
+    l->cfg.feature_source = l->feature_source;
 
     // The order: every rank the same number of batches per epoch.
     if (st == GVM_OK) {
@@ -541,7 +553,9 @@ gvm_status gvm_loader_open(const gvm_loader_config *config, gvm_loader **out) {
                                   .height = l->info.frame_height, .width = l->info.frame_width,
                                   .code_steps = config->code_steps, .codebooks = config->codebooks,
                                   .code_pad = config->code_pad, .codec = l->codec,
-                                  .audio_samples = config->audio_samples, .pinned = false};
+                                  .audio_samples = config->audio_samples, .feature_tokens = config->feature_tokens,
+                                  .feature_dim = config->feature_dim, .feature_source = l->feature_source,
+                                  .pinned = false};
     if (st == GVM_OK) st = check_sizes(&l->shape);
     if (st == GVM_OK && config->pinned) {
         st = gvm_device_init(GVM_DEVICE_CUDA);
@@ -623,7 +637,7 @@ gvm_status gvm_loader_next(gvm_loader *l, gvm_loader_batch *out) {
     l->next_pos = advance(l->next_pos, l->batches_per_epoch);
     *out = (gvm_loader_batch){.position = slot->position, .size = l->shape.batch, .count = slot->count,
                               .clip = slot->clip, .shard = slot->shard, .shard_clip = slot->shard_clip,
-                              .frames = slot->frames, .frame_mask = slot->frame_mask, .frame_len = slot->frame_len,
+                              .frames = slot->frames, .features = slot->features, .frame_mask = slot->frame_mask, .frame_len = slot->frame_len,
                               .codes = slot->codes, .code_mask = slot->code_mask, .code_len = slot->code_len,
                               .audio = slot->audio, .audio_mask = slot->audio_mask, .audio_len = slot->audio_len};
     return GVM_OK;

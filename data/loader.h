@@ -66,13 +66,18 @@ typedef struct gvm_loader_config {
     const char *clip_split;  // keep only clips whose index row has this split (NULL: every clip)
 
     int64_t batch_size;      // B >= 1
-    unsigned parts;          // GVM_CLIP_FRAMES | GVM_CLIP_AUDIO | GVM_CLIP_CODES (any non-empty subset)
-    int64_t frames;          // T_v: frames per row (FRAMES)
+    unsigned parts;          // GVM_CLIP_FRAMES | GVM_CLIP_AUDIO | GVM_CLIP_CODES | GVM_CLIP_FEATURES (non-empty)
+    int64_t frames;          // T_v: frames per row (FRAMES, FEATURES)
     int64_t code_steps;      // T_m: codec frames per row (CODES)
     int32_t codebooks;       // K (CODES): clips with more keep the first K (RVQ: the coarse ones); fewer is an error
     int32_t code_pad;        // value of codes in padded steps and rows (e.g. an ignore index, or a special token)
     const char *codec;       // CODES: required codec name of every clip ("encodec_32khz"); NULL accepts any
     int64_t audio_samples;   // T_a: waveform samples per row (AUDIO)
+    // FEATURES (cached vision tokens, docs/dataset-format.md): `frames` rows of feature_tokens x feature_dim
+    // each; every clip must hold features of exactly that shape and, when feature_source is not NULL, made by
+    // that source (a stale cache is an error, not silently used).
+    int64_t feature_tokens, feature_dim;
+    const char *feature_source;
 
     uint64_t seed;
     bool shuffle;            // false: every epoch in index order (evaluation)
@@ -103,7 +108,8 @@ typedef struct gvm_loader_batch {
     const int64_t *shard_clip;     // [B] clip index inside that shard, -1 for padding rows
 
     gvm_tensor *frames;            // f32  [B, T_v, 3, H, W]: (u8 / 255 - mean[c]) / std[c], RGB; padding 0
-    gvm_tensor *frame_mask;        // bool [B, T_v]
+    gvm_tensor *features;          // f32  [B, T_v, S, D]: cached vision tokens (f16 in the shard); padding 0
+    gvm_tensor *frame_mask;        // bool [B, T_v] (frames or features: the same rows)
     const int64_t *frame_len;      // [B] valid frames per row
     gvm_tensor *codes;             // i32  [B, K, T_m]: codebook-major as stored; padding code_pad
     gvm_tensor *code_mask;         // bool [B, T_m]
@@ -141,6 +147,9 @@ int64_t gvm_loader_batches_per_epoch(const gvm_loader *l);  // per rank (the sam
 int gvm_loader_shard_count(const gvm_loader *l);
 const char *gvm_loader_shard_path(const gvm_loader *l, int shard);
 const gvm_shard_info *gvm_loader_info(const gvm_loader *l);  // frame size, fps, sample rate (all shards agree)
+// The batches' frame normalisation, for code that feeds frames to the model itself (generation, feature
+// caching): `count` frames u8 [H*W, 3] (interleaved RGB, as stored) -> f32 [count, 3, H*W], CLIP-normalised.
+void gvm_loader_normalise_frames(const uint8_t *frames, int64_t count, int64_t hw, float *out);
 // Epoch `epoch`'s permutation of the clips 0..m-1 into out[m] (identity when !shuffle): Fisher-Yates from
 // i = m-1 down to 1, swapping i with j uniform in [0, i]; draw k (k = 0, 1, ...) is the 64-bit number made of
 // words 0 and 1 of the Philox4x32-10 block (key seed, counter k, subsequence epoch), rejected when it falls in

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/half.h"
 #include "core/rng.h"
 #ifdef GVM_HAVE_CUDA
 #include "core/cuda/runtime.h"
@@ -33,6 +34,11 @@ static void normalise_frame(const uint8_t *restrict in, float *restrict out, int
         g[p] = g_lut[1][in[3 * p + 1]];
         b[p] = g_lut[2][in[3 * p + 2]];
     }
+}
+
+void gvm_loader_normalise_frames(const uint8_t *frames, int64_t count, int64_t hw, float *out) {
+    pthread_once(&g_lut_once, lut_init);
+    for (int64_t f = 0; f < count; f++) normalise_frame(frames + f * hw * 3, out + f * 3 * hw, hw);
 }
 
 // ---- slot buffers -----------------------------------------------------------------------------------------------
@@ -90,6 +96,11 @@ gvm_status gvm_loader_slot_alloc(gvm_loader_slot *slot, const gvm_loader_shape *
         ok = (slot->frames = wrap_new(GVM_F32, 5, fs, s->pinned, &bytes)) != NULL &&
              (slot->frame_mask = wrap_new(GVM_BOOL, 2, ms, s->pinned, &bytes)) != NULL;
     }
+    if (ok && (s->parts & GVM_CLIP_FEATURES)) {
+        int64_t fs[4] = {B, s->frames, s->feature_tokens, s->feature_dim}, ms[2] = {B, s->frames};
+        ok = (slot->features = wrap_new(GVM_F32, 4, fs, s->pinned, &bytes)) != NULL &&
+             (slot->frame_mask || (slot->frame_mask = wrap_new(GVM_BOOL, 2, ms, s->pinned, &bytes)) != NULL);
+    }
     if (ok && (s->parts & GVM_CLIP_CODES)) {
         int64_t cs[3] = {B, s->codebooks, s->code_steps}, ms[2] = {B, s->code_steps};
         ok = (slot->codes = wrap_new(GVM_I32, 3, cs, s->pinned, &bytes)) != NULL &&
@@ -118,6 +129,7 @@ void gvm_loader_slot_free(gvm_loader_slot *slot, const gvm_loader_shape *s) {
     free(slot->code_len);
     free(slot->audio_len);
     wrap_free(slot->frames, s->pinned);
+    wrap_free(slot->features, s->pinned);
     wrap_free(slot->frame_mask, s->pinned);
     wrap_free(slot->codes, s->pinned);
     wrap_free(slot->code_mask, s->pinned);
@@ -139,8 +151,12 @@ void gvm_loader_pad_row(gvm_loader_slot *slot, const gvm_loader_shape *s, int64_
     if (slot->frames) {
         int64_t n = s->frames * 3 * s->height * s->width;
         memset(gvm_tensor_f32(slot->frames) + row * n, 0, (size_t)n * sizeof(float));
-        memset(gvm_tensor_u8(slot->frame_mask) + row * s->frames, 0, (size_t)s->frames);
     }
+    if (slot->features) {
+        int64_t n = s->frames * s->feature_tokens * s->feature_dim;
+        memset(gvm_tensor_f32(slot->features) + row * n, 0, (size_t)n * sizeof(float));
+    }
+    if (slot->frame_mask) memset(gvm_tensor_u8(slot->frame_mask) + row * s->frames, 0, (size_t)s->frames);
     if (slot->codes) {
         pad_codes(gvm_tensor_i32(slot->codes) + row * s->codebooks * s->code_steps, s->codebooks * s->code_steps,
                   s->code_pad);
@@ -180,13 +196,35 @@ gvm_status gvm_loader_fill_row(gvm_loader_slot *slot, const gvm_loader_shape *s,
                              (int)clip->height, (int)clip->width, (long long)s->height, (long long)s->width);
     if ((s->parts & GVM_CLIP_AUDIO) && !clip->audio)
         return gvm_error_set(GVM_ERR_FORMAT, "%s: the clip has no audio", where);
+    const gvm_features *ft = &clip->features;
+    if (s->parts & GVM_CLIP_FEATURES) {
+        if (ft->t == 0 || !ft->data)
+            return gvm_error_set(GVM_ERR_FORMAT, "%s: the clip has no cached vision features: let gvm train fill the "
+                                 "cache (model.vision.cache_features: true) or train from frames", where);
+        if (ft->tokens != s->feature_tokens || ft->dim != s->feature_dim)
+            return gvm_error_set(GVM_ERR_FORMAT, "%s: cached features are %lld tokens x %lld, the run wants %lld x %lld: "
+                                 "they were made by another vision model; let gvm train rebuild the cache", where,
+                                 (long long)ft->tokens, (long long)ft->dim, (long long)s->feature_tokens,
+                                 (long long)s->feature_dim);
+        if (s->feature_source && strcmp(ft->source ? ft->source : "", s->feature_source) != 0)
+            return gvm_error_set(GVM_ERR_FORMAT, "%s: cached features come from '%s', the run's vision model is '%s': "
+                                 "let gvm train rebuild the cache", where, ft->source ? ft->source : "",
+                                 s->feature_source);
+    }
 
     if (s->parts & GVM_CLIP_FRAMES) {
-        pthread_once(&g_lut_once, lut_init);
         int64_t hw = s->height * s->width, n = min64(clip->num_frames, s->frames);
         float *out = gvm_tensor_f32(slot->frames) + row * s->frames * 3 * hw;
-        for (int64_t f = 0; f < n; f++) normalise_frame(clip->frames + f * hw * 3, out + f * 3 * hw, hw);
+        gvm_loader_normalise_frames(clip->frames, n, hw, out);
         memset(out + n * 3 * hw, 0, (size_t)((s->frames - n) * 3 * hw) * sizeof(float));
+        set_mask(gvm_tensor_u8(slot->frame_mask) + row * s->frames, n, s->frames);
+        slot->frame_len[row] = n;
+    }
+    if (s->parts & GVM_CLIP_FEATURES) {
+        const int64_t per = s->feature_tokens * s->feature_dim, n = min64(ft->t, s->frames);
+        float *out = gvm_tensor_f32(slot->features) + row * s->frames * per;
+        gvm_f16_to_f32_array(ft->data, out, (size_t)(n * per));
+        memset(out + n * per, 0, (size_t)((s->frames - n) * per) * sizeof(float));
         set_mask(gvm_tensor_u8(slot->frame_mask) + row * s->frames, n, s->frames);
         slot->frame_len[row] = n;
     }

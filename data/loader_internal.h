@@ -16,6 +16,8 @@ typedef struct gvm_loader_shape {
     int32_t code_pad;
     const char *codec;    // NULL: any
     int64_t audio_samples;  // T_a
+    int64_t feature_tokens, feature_dim;  // S, D
+    const char *feature_source;           // NULL: any
     bool pinned;
 } gvm_loader_shape;
 
@@ -29,7 +31,7 @@ typedef struct gvm_loader_slot {
     int64_t *clip, *shard_clip;     // [B]
     int32_t *shard;                 // [B]
     int64_t *frame_len, *code_len, *audio_len;  // [B]
-    gvm_tensor *frames, *frame_mask, *codes, *code_mask, *audio, *audio_mask;  // NULL when not loaded
+    gvm_tensor *frames, *features, *frame_mask, *codes, *code_mask, *audio, *audio_mask;  // NULL when not loaded
 } gvm_loader_slot;
 
 // Allocate the slot's buffers (page-locked when shape->pinned; the caller checked CUDA is usable).

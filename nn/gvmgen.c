@@ -72,17 +72,13 @@ void gvm_nn_gvmgen_free(gvm_nn_gvmgen *m) {
     gvm_nn_music_lm_free(&m->lm);
 }
 
-gvm_tensor *gvm_nn_gvmgen_forward_condition(gvm_ctx *ctx, const gvm_nn_gvmgen *m, gvm_tensor *frames,
-                                            gvm_tensor *frame_mask) {
+gvm_tensor *gvm_nn_gvmgen_vision_tokens(gvm_ctx *ctx, const gvm_nn_gvmgen *m, gvm_tensor *frames) {
     const gvm_nn_vit *v = &m->vision;
     GVM_CHECK(frames->ndim == 5 && frames->shape[2] == v->channels && frames->shape[3] == v->image_size &&
                   frames->shape[4] == v->image_size,
               "gvmgen: frames must be [B, T_v, %lld, %lld, %lld]", (long long)v->channels,
               (long long)v->image_size, (long long)v->image_size);
     const int64_t B = frames->shape[0], T = frames->shape[1];
-    GVM_CHECK(!frame_mask || (frame_mask->ndim == 2 && frame_mask->shape[0] == B && frame_mask->shape[1] == T &&
-                              (frame_mask->dtype == GVM_U8 || frame_mask->dtype == GVM_BOOL)),
-              "gvmgen: frame_mask must be bool/u8 [%lld, %lld]", (long long)B, (long long)T);
     // A frozen ViT never needs its activations kept: the no-grad scope keeps its (largest) part of the
     // forward off the tape and out of the saved state (and no gradient reaches the frames).
     const bool frozen = m->frozen[GVM_NN_GVMGEN_VISION];
@@ -90,19 +86,38 @@ gvm_tensor *gvm_nn_gvmgen_forward_condition(gvm_ctx *ctx, const gvm_nn_gvmgen *m
     gvm_tensor *images = gvm_reshape(ctx, frames, 4,
                                      (int64_t[]){B * T, v->channels, v->image_size, v->image_size});
     gvm_tensor *tokens = gvm_nn_vit_forward(ctx, v, images, NULL);           // [B*T_v, N+1, W_vit]
+    tokens = gvm_reshape(ctx, tokens, 4, (int64_t[]){B, T, v->n_tokens, v->width});  // [B, T_v, N+1, W_vit]
     if (frozen) gvm_no_grad_end(ctx);
-    gvm_tensor *vec = gvm_nn_qformer_forward(ctx, &m->qformer, tokens, NULL, NULL);  // [B*T_v, out]
+    return tokens;
+}
+
+gvm_tensor *gvm_nn_gvmgen_condition_from_tokens(gvm_ctx *ctx, const gvm_nn_gvmgen *m, gvm_tensor *tokens) {
+    const gvm_nn_vit *v = &m->vision;
+    GVM_CHECK(tokens->ndim == 4 && tokens->shape[2] == v->n_tokens && tokens->shape[3] == v->width,
+              "gvmgen: vision tokens must be [B, T_v, %lld, %lld]", (long long)v->n_tokens, (long long)v->width);
+    const int64_t B = tokens->shape[0], T = tokens->shape[1];
+    gvm_tensor *flat = gvm_reshape(ctx, tokens, 3, (int64_t[]){B * T, v->n_tokens, v->width});
+    gvm_tensor *vec = gvm_nn_qformer_forward(ctx, &m->qformer, flat, NULL, NULL);  // [B*T_v, out]
     vec = gvm_reshape(ctx, vec, 3, (int64_t[]){B, T, m->qformer.out_dim});        // [B, T_v, out]
     return gvm_nn_linear_forward(ctx, &m->cond_proj, vec);                        // [B, T_v, D]
 }
 
-gvm_tensor *gvm_nn_gvmgen_forward_loss(gvm_ctx *ctx, const gvm_nn_gvmgen *m, gvm_tensor *frames,
-                                       gvm_tensor *frame_mask, gvm_tensor *codes, const int64_t *code_len,
-                                       float cond_dropout, gvm_tensor **logits) {
+gvm_tensor *gvm_nn_gvmgen_forward_condition(gvm_ctx *ctx, const gvm_nn_gvmgen *m, gvm_tensor *frames,
+                                            gvm_tensor *frame_mask) {
+    GVM_CHECK(frames->ndim == 5, "gvmgen: frames must be [B, T_v, C, S, S]");
+    const int64_t B = frames->shape[0], T = frames->shape[1];
+    GVM_CHECK(!frame_mask || (frame_mask->ndim == 2 && frame_mask->shape[0] == B && frame_mask->shape[1] == T &&
+                              (frame_mask->dtype == GVM_U8 || frame_mask->dtype == GVM_BOOL)),
+              "gvmgen: frame_mask must be bool/u8 [%lld, %lld]", (long long)B, (long long)T);
+    return gvm_nn_gvmgen_condition_from_tokens(ctx, m, gvm_nn_gvmgen_vision_tokens(ctx, m, frames));
+}
+
+gvm_tensor *gvm_nn_gvmgen_loss_from_condition(gvm_ctx *ctx, const gvm_nn_gvmgen *m, gvm_tensor *cond,
+                                              gvm_tensor *frame_mask, gvm_tensor *codes, const int64_t *code_len,
+                                              float cond_dropout, gvm_tensor **logits) {
     const int64_t K = m->lm.num_codebooks;
-    GVM_CHECK(codes->ndim == 3 && codes->shape[1] == K && codes->shape[0] == frames->shape[0],
-              "gvmgen: codes must be [%lld, %lld, T]", (long long)frames->shape[0], (long long)K);
-    gvm_tensor *cond = gvm_nn_gvmgen_forward_condition(ctx, m, frames, frame_mask);  // [B, T_v, D]
+    GVM_CHECK(codes->ndim == 3 && codes->shape[1] == K && codes->shape[0] == cond->shape[0],
+              "gvmgen: codes must be [%lld, %lld, T]", (long long)cond->shape[0], (long long)K);
     gvm_tensor *c, *cm;
     gvm_nn_music_lm_cond_dropout(ctx, cond, frame_mask, cond_dropout, &c, &cm, NULL);
     gvm_tensor *inputs, *targets;  // [B, K, S], S = T + K - 1
@@ -111,6 +126,16 @@ gvm_tensor *gvm_nn_gvmgen_forward_loss(gvm_ctx *ctx, const gvm_nn_gvmgen *m, gvm
     gvm_tensor **out = logits ? logits : lg;
     gvm_nn_music_lm_forward(ctx, &m->lm, inputs, c, cm, NULL, out);  // K x [B, S, card]
     return gvm_nn_music_lm_loss(ctx, out, K, targets, GVM_NN_MUSIC_LM_IGNORE_INDEX);
+}
+
+gvm_tensor *gvm_nn_gvmgen_forward_loss(gvm_ctx *ctx, const gvm_nn_gvmgen *m, gvm_tensor *frames,
+                                       gvm_tensor *frame_mask, gvm_tensor *codes, const int64_t *code_len,
+                                       float cond_dropout, gvm_tensor **logits) {
+    GVM_CHECK(codes->ndim == 3 && frames->ndim == 5 && codes->shape[0] == frames->shape[0],
+              "gvmgen: codes must be [%lld, %lld, T]", (long long)frames->shape[0],
+              (long long)m->lm.num_codebooks);
+    gvm_tensor *cond = gvm_nn_gvmgen_forward_condition(ctx, m, frames, frame_mask);  // [B, T_v, D]
+    return gvm_nn_gvmgen_loss_from_condition(ctx, m, cond, frame_mask, codes, code_len, cond_dropout, logits);
 }
 
 gvm_nn_gvmgen_summary gvm_nn_gvmgen_count(const gvm_nn_gvmgen *m) {

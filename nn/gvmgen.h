@@ -82,6 +82,11 @@ void gvm_nn_gvmgen_set_frozen(gvm_nn_gvmgen *m, gvm_nn_gvmgen_part part, bool fr
 // are encoded like any other, and the LM's cross-attention never reads them) -> cond [B, T_v, D].
 gvm_tensor *gvm_nn_gvmgen_forward_condition(gvm_ctx *ctx, const gvm_nn_gvmgen *m, gvm_tensor *frames,
                                             gvm_tensor *frame_mask);
+// The two halves of forward_condition, for a trainer that caches the frozen ViT's output (its tokens do not
+// change while it is frozen). frames [B, T_v, C, S, S] -> tokens [B, T_v, N+1, W_vit] (a frozen ViT runs
+// under no-grad). tokens [B, T_v, N+1, W_vit] (computed now or read from a cache) -> cond [B, T_v, D].
+gvm_tensor *gvm_nn_gvmgen_vision_tokens(gvm_ctx *ctx, const gvm_nn_gvmgen *m, gvm_tensor *frames);
+gvm_tensor *gvm_nn_gvmgen_condition_from_tokens(gvm_ctx *ctx, const gvm_nn_gvmgen *m, gvm_tensor *tokens);
 // The training loss. codes [B, K, T] i32/i64 (EnCodec codes, not delayed), code_len: host array [B] of
 // real frame counts, or NULL (all T). cond_dropout: classifier-free-guidance drop probability of a
 // sample's whole condition (active only when ctx->training; gvm_nn_music_lm_cond_dropout). -> scalar.
@@ -89,6 +94,12 @@ gvm_tensor *gvm_nn_gvmgen_forward_condition(gvm_ctx *ctx, const gvm_nn_gvmgen *m
 gvm_tensor *gvm_nn_gvmgen_forward_loss(gvm_ctx *ctx, const gvm_nn_gvmgen *m, gvm_tensor *frames,
                                        gvm_tensor *frame_mask, gvm_tensor *codes, const int64_t *code_len,
                                        float cond_dropout, gvm_tensor **logits);
+
+// The same loss from a condition already computed: cond [B, T_v, D] (forward_condition or
+// condition_from_tokens), frame_mask [B, T_v] or NULL; the other arguments as above.
+gvm_tensor *gvm_nn_gvmgen_loss_from_condition(gvm_ctx *ctx, const gvm_nn_gvmgen *m, gvm_tensor *cond,
+                                              gvm_tensor *frame_mask, gvm_tensor *codes, const int64_t *code_len,
+                                              float cond_dropout, gvm_tensor **logits);
 
 // Parameter counts (elements), per part and in total: all of them and the trainable ones.
 typedef struct gvm_nn_gvmgen_summary {

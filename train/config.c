@@ -528,6 +528,9 @@ gvm_status gvm_config_validate(const gvm_config *cfg) {
         return gvm_error_set(GVM_ERR_INVALID, "config: data.clip_seconds (%g) must hold a whole number of video frames "
                              "(data.fps %d) and codec frames (codec.frame_rate %d)", cfg->data.clip_seconds,
                              cfg->data.fps, cfg->codec.frame_rate);
+    if (m->vision.cache_features && !m->vision.freeze)
+        return gvm_error_set(GVM_ERR_INVALID, "config: model.vision.cache_features needs model.vision.freeze: a ViT "
+                             "that trains changes its output every step, so a cache of it would be stale");
     if (cfg->train.warmup_steps > cfg->train.steps)
         return gvm_error_set(GVM_ERR_INVALID, "config: train.warmup_steps (%d) exceeds train.steps (%d)",
                              cfg->train.warmup_steps, cfg->train.steps);

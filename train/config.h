@@ -33,6 +33,7 @@ typedef enum gvm_schedule {
 typedef struct gvm_config_vision {
     int width, layers, heads, patch, image_size;
     bool freeze;                       // all but ln_post and the projection frozen
+    bool cache_features;               // frozen ViT: its tokens cached (f16) in the shards (train/feature_cache.h)
     char init[GVM_CONFIG_STR_MAX];     // safetensors weights ("" : random init)
 } gvm_config_vision;
 

@@ -38,6 +38,9 @@ static const gvm_config_key k_schema[] = {
         "ViT input size in pixels (square; equals data.image_size)"),
     BOOL("model.vision.freeze", model.vision.freeze, "true",
          "freeze the ViT (only ln_post and the projection train), as in the reference"),
+    BOOL("model.vision.cache_features", model.vision.cache_features, "false",
+         "cache the frozen ViT's output tokens (f16) in the shards, so training runs the ViT once per clip, "
+         "not every epoch (needs model.vision.freeze)"),
     STR("model.vision.init", model.vision.init, "\"\"",
         "ViT weights: a safetensors file from `gvm import` (\"\": random init)"),
 
@@ -103,7 +106,7 @@ static const gvm_config_key k_schema[] = {
     ENUM("train.device", train.device, k_devices, k_device_values, "cuda", "device to train on"),
     INT("train.log_every", train.log_every, 1, BIG, "50", "steps between log lines"),
     INT("train.eval_every", train.eval_every, 0, BIG, "1000", "steps between evaluations (0: never)"),
-    INT("train.eval_batches", train.eval_batches, 1, BIG, "20", "batches per evaluation"),
+    INT("train.eval_batches", train.eval_batches, 0, BIG, "20", "batches per evaluation (0: the whole eval split)"),
     INT("train.checkpoint_every", train.checkpoint_every, 0, BIG, "1000",
         "steps between checkpoints (0: only at the end)"),
     INT("train.keep_checkpoints", train.keep_checkpoints, 0, 100000, "3",

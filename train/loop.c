@@ -17,7 +17,10 @@
 #include "core/optim.h"
 #include "core/param_store.h"
 #include "data/loader.h"
+#include "train/batch.h"
 #include "train/checkpoint.h"
+#include "train/evaluate.h"
+#include "train/feature_cache.h"
 #include "train/schedule.h"
 
 enum { SLOT_M = 0, SLOT_V = 1, SLOT_EMA = 2 };
@@ -42,7 +45,10 @@ typedef struct trainer {
     range *ranges;       // [n_ranges]
     int n_ranges;
     char *config_text;   // the resolved config as YAML (checkpoint metadata)
-    gvm_tensor *d_frames, *d_mask, *d_codes;  // device copies of a batch (NULL on the CPU)
+    gvm_train_device_batch dev_batch;  // device copies of a batch (unused on the CPU)
+    char feature_source[GVM_FEATURE_SOURCE_MAX];  // model.vision.cache_features: the ViT's cache key
+    const char *features;  // feature_source when training from cached tokens, else NULL (frames)
+    bool eval_off;         // the eval split has no shards: evaluation skipped (said once)
     int64_t step, optim_step;
     gvm_loss_scaler scaler;
     bool use_scaler;     // f16: dynamic loss scaling
@@ -135,13 +141,6 @@ static float host_scalar(const gvm_tensor *x) {
     return v;
 }
 
-static gvm_tensor *to_device(trainer *t, gvm_tensor **slot, gvm_tensor *host) {
-    if (t->dev == GVM_DEVICE_CPU) return host;
-    if (!*slot) *slot = gvm_tensor_new_on(t->dev, host->dtype, host->ndim, host->shape);
-    gvm_tensor_copy(*slot, host);
-    return *slot;
-}
-
 // The model, its store and the optimiser/EMA slots on the configured device; initial weights from the seed.
 static gvm_status build_model(trainer *t) {
     gvm_nn_gvmgen_cfg mc;
@@ -170,22 +169,7 @@ static gvm_status build_model(trainer *t) {
 
 static gvm_status open_loader(trainer *t, gvm_loader_position start) {
     const gvm_config *c = t->cfg;
-    gvm_loader_config lc = gvm_loader_config_default();
-    lc.folder = c->data.dir;
-    lc.split = c->data.train_split;
-    lc.batch_size = c->data.batch_size;
-    lc.parts = GVM_CLIP_FRAMES | GVM_CLIP_CODES;
-    lc.frames = (int64_t)llround(c->data.clip_seconds * c->data.fps);
-    lc.code_steps = (int64_t)llround(c->data.clip_seconds * c->codec.frame_rate);
-    lc.codebooks = c->model.lm.codebooks;
-    lc.code_pad = 0;  // padded steps are masked by code_len; any valid code will do
-    lc.codec = c->codec.name[0] ? c->codec.name : NULL;
-    lc.seed = (uint64_t)c->train.seed;
-    lc.shuffle = true;
-    lc.drop_last = true;  // every step sees full batches
-    lc.prefetch = c->data.prefetch;
-    lc.workers = c->data.workers;
-    lc.pinned = t->dev != GVM_DEVICE_CPU;
+    gvm_loader_config lc = gvm_train_loader_config(c, &t->model, c->data.train_split, true, t->features);
     lc.start = start;
     if (lc.frames < 1 || lc.code_steps < 1)
         return gvm_error_set(GVM_ERR_INVALID, "config: data.clip_seconds %g gives %lld frames and %lld codec steps; "
@@ -236,6 +220,60 @@ static gvm_status resume_from(trainer *t, gvm_loader_position *pos) {
     return GVM_OK;
 }
 
+// model.vision.cache_features: the frozen ViT's tokens of every train (and eval) clip, computed once
+// before the first step and then read instead of the frames (train/feature_cache.h).
+static gvm_status prepare_feature_cache(trainer *t) {
+    const gvm_config *c = t->cfg;
+    if (!c->model.vision.cache_features) return GVM_OK;
+    gvm_feature_source(&t->model, t->feature_source);
+    t->features = t->feature_source;
+    const char *splits[2] = {c->data.train_split, c->data.eval_split};
+    const int n = c->train.eval_every > 0 && strcmp(splits[0], splits[1]) != 0 ? 2 : 1;
+    for (int i = 0; i < n; i++) {
+        gvm_feature_cache_stats s;
+        gvm_status st = gvm_feature_cache_fill(t->ctx, &t->model, c->data.dir, splits[i], t->features, 0, t->log, &s);
+        if (st != GVM_OK) return st;
+        if (s.computed > 0)
+            fprintf(t->log, "gvm train: vision cache (%s): %lld of %lld clips computed, %lld frames in %.1f s\n",
+                    splits[i], (long long)s.computed, (long long)s.clips, (long long)s.frames, s.seconds);
+        else if (s.clips > 0)
+            fprintf(t->log, "gvm train: vision cache (%s): all %lld clips up to date\n", splits[i], (long long)s.clips);
+    }
+    return GVM_OK;
+}
+
+// The evaluation loss on the eval split (train/evaluate.h) with the weights and, when the EMA is kept, with
+// the EMA weights (swapped in and back), as a metrics line {"step", "eval_loss", "eval_loss_ema", ...}.
+// A split without shards or a failing evaluation turns evaluation off with a message: training goes on.
+static void evaluate_now(trainer *t, FILE *mf) {
+    if (t->eval_off) return;
+    gvm_eval_result r, re = {.loss = NAN};
+    gvm_status st = gvm_train_evaluate(t->ctx, &t->model, t->cfg, t->features, t->cfg->train.eval_batches, &r);
+    if (st == GVM_OK && t->use_ema) {
+        const size_t bytes = t->ps.total * sizeof(float);
+        float *saved = gvm_device_alloc(t->dev, bytes);
+        gvm_device_copy(saved, t->dev, t->ps.data, t->dev, bytes);
+        gvm_device_copy(t->ps.data, t->dev, gvm_param_store_state(&t->ps, SLOT_EMA), t->dev, bytes);
+        st = gvm_train_evaluate(t->ctx, &t->model, t->cfg, t->features, t->cfg->train.eval_batches, &re);
+        gvm_device_copy(t->ps.data, t->dev, saved, t->dev, bytes);
+        gvm_device_free(t->dev, saved);
+    }
+    if (st != GVM_OK) {
+        fprintf(t->log, "gvm train: %s%s; evaluation is off for the rest of this run\n",
+                st == GVM_ERR_NOT_FOUND ? "" : "evaluation failed: ", gvm_error_message());
+        t->eval_off = true;
+        return;
+    }
+    fprintf(mf, "{\"step\":%lld,\"eval_loss\":%.17g", (long long)t->step, r.loss);
+    if (t->use_ema) fprintf(mf, ",\"eval_loss_ema\":%.17g", re.loss);
+    fprintf(mf, ",\"eval_steps\":%lld,\"eval_clips\":%lld}\n", (long long)r.steps, (long long)r.clips);
+    fflush(mf);
+    fprintf(t->log, "eval at step %lld: loss %.4f", (long long)t->step, r.loss);
+    if (t->use_ema) fprintf(t->log, ", EMA weights %.4f", re.loss);
+    fprintf(t->log, " (%lld clips, %lld codec steps)\n", (long long)r.clips, (long long)r.steps);
+    fflush(t->log);
+}
+
 static void format_eta(char *buf, size_t n, double seconds) {
     if (!isfinite(seconds) || seconds < 0) seconds = 0;
     long long s = (long long)(seconds + 0.5);
@@ -275,11 +313,7 @@ static gvm_status train_step(trainer *t, const gvm_lr_schedule *sched, double *l
         st = gvm_loader_next(t->loader, &b);
         if (st != GVM_OK) goto done;
         for (int64_t r = 0; r < b.size; r++) *tokens += b.code_len[r];
-        gvm_tensor *frames = to_device(t, &t->d_frames, b.frames);
-        gvm_tensor *mask = to_device(t, &t->d_mask, b.frame_mask);
-        gvm_tensor *codes = to_device(t, &t->d_codes, b.codes);
-        gvm_tensor *loss = gvm_nn_gvmgen_forward_loss(t->ctx, &t->model, frames, mask, codes, b.code_len,
-                                                      (float)c->model.lm.cond_dropout, NULL);
+        gvm_tensor *loss = gvm_train_batch_loss(t->ctx, &t->model, &t->dev_batch, &b, (float)c->model.lm.cond_dropout);
         const float lv = host_scalar(loss);
         if (!isfinite(lv)) {
             gvm_ctx_reset(t->ctx);
@@ -344,9 +378,7 @@ done:
 
 static void trainer_free(trainer *t) {
     gvm_loader_close(t->loader);
-    gvm_tensor_free(t->d_frames);
-    gvm_tensor_free(t->d_mask);
-    gvm_tensor_free(t->d_codes);
+    gvm_train_device_batch_free(&t->dev_batch);
     if (t->ctx) gvm_ctx_free(t->ctx);
     if (t->model_ready) gvm_nn_gvmgen_free(&t->model);
     if (t->ps_ready) gvm_param_store_free(&t->ps);
@@ -401,6 +433,7 @@ gvm_status gvm_train_run(const gvm_config *cfg, const char *run_dir, bool resume
 
     gvm_loader_position pos = {0, 0};
     if (resume && (st = resume_from(&t, &pos)) != GVM_OK) goto out;
+    if ((st = prepare_feature_cache(&t)) != GVM_OK) goto out;
     if ((st = open_loader(&t, pos)) != GVM_OK) goto out;
     if (result) result->start_step = result->steps_done = t.step;
 
@@ -447,6 +480,7 @@ gvm_status gvm_train_run(const gvm_config *cfg, const char *run_dir, bool resume
             t_log = now;
             tokens_since_log = 0;
         }
+        if (cfg->train.eval_every > 0 && (t.step % cfg->train.eval_every == 0 || last)) evaluate_now(&t, mf);
         const bool periodic = cfg->train.checkpoint_every > 0 && t.step % cfg->train.checkpoint_every == 0;
         if (periodic || last || stop) {
             if ((st = save_checkpoint(&t)) != GVM_OK) break;
