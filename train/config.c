@@ -213,7 +213,8 @@ static const char *last_part(const char *path) {
 }
 
 // The valid key or section nearest to `path`: by edit distance over the whole dotted path, or by the last
-// part alone plus one (so "lr" finds "train.lr" and "model.lm.patch" finds "model.vision.patch").
+// part alone plus one (so "lr" finds "train.lr" and "model.lm.patch" finds "model.vision.patch"); ties go to
+// the shorter path.
 static void closest_key(const char *path, char *out, size_t cap) {
     int n, best = 1 << 30;
     const gvm_config_key *keys = gvm_config_schema(&n);
@@ -226,7 +227,8 @@ static void closest_key(const char *path, char *out, size_t cap) {
             int d = edit_distance(path, cand);
             int d2 = edit_distance(last_part(path), last_part(cand)) + 1;
             if (d2 < d) d = d2;
-            if (d < best) best = d, snprintf(out, cap, "%s", cand);
+            // Ties go to the shorter path ("lr": train.lr, not codec_train.lr).
+            if (d < best || (d == best && strlen(cand) < strlen(out))) best = d, snprintf(out, cap, "%s", cand);
             char *dot = strrchr(cand, '.');
             if (!dot) break;
             *dot = 0;

@@ -62,8 +62,28 @@ typedef struct gvm_config_model {
 typedef struct gvm_config_codec {
     char name[GVM_CONFIG_STR_MAX];
     int sample_rate, frame_rate, codebooks, card;
-    char init[GVM_CONFIG_STR_MAX];
+    char init[GVM_CONFIG_STR_MAX];     // codec file (gvm train-codec or gvm import): carries its architecture
+    // The architecture of a codec that gvm train-codec builds (EnCodec's SEANet + RVQ, nn/encodec.h); a codec
+    // file carries its own, so these matter only when training one.
+    int filters, hidden, residual_layers, lstm_layers, compress;
+    int ratios[GVM_CONFIG_LIST_MAX];   // decoder (upsampling) order; prod(ratios) = sample_rate / frame_rate
+    int num_ratios;
+    bool causal;
 } gvm_config_codec;
+
+// gvm train-codec: training a small EnCodec-style codec on the shards' audio (train/codec_loop.h).
+typedef struct gvm_config_codec_train {
+    int steps, warmup_steps, batch_size;
+    double lr;
+    double betas[2];
+    double segment_seconds;            // random crop of each clip's audio per step
+    double l1_weight, mel_weight, commit_weight;
+    double codebook_decay, dead_code_threshold;
+    double grad_clip;
+    int log_every, eval_every, eval_clips, checkpoint_every;
+    double eval_seconds;
+    gvm_device device;
+} gvm_config_codec_train;
 
 typedef struct gvm_config_data {
     char dir[GVM_CONFIG_STR_MAX];
@@ -94,6 +114,7 @@ typedef struct gvm_config_run {
 typedef struct gvm_config {
     gvm_config_model model;
     gvm_config_codec codec;
+    gvm_config_codec_train codec_train;
     gvm_config_data data;
     gvm_config_train train;
     gvm_config_run run;
