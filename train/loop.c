@@ -22,14 +22,9 @@
 #include "train/evaluate.h"
 #include "train/feature_cache.h"
 #include "train/schedule.h"
+#include "train/trainable.h"
 
 enum { SLOT_M = 0, SLOT_V = 1, SLOT_EMA = 2 };
-
-// A run of the store's blocks that AdamW updates: frozen parameters must not be touched (weight decay
-// would shrink them), so the trainable parameters are grouped into maximal contiguous element ranges.
-typedef struct range {
-    size_t begin, end;  // elements [begin, end) of the blocks
-} range;
 
 typedef struct trainer {
     const gvm_config *cfg;
@@ -42,7 +37,7 @@ typedef struct trainer {
     bool model_ready;
     gvm_ctx *ctx;
     gvm_loader *loader;
-    range *ranges;       // [n_ranges]
+    gvm_param_range *ranges;  // [n_ranges]: what AdamW updates
     int n_ranges;
     char *config_text;   // the resolved config as YAML (checkpoint metadata)
     gvm_train_device_batch dev_batch;  // device copies of a batch (unused on the CPU)
@@ -81,23 +76,6 @@ static char *config_yaml(const gvm_config *cfg) {
     gvm_config_fprint_yaml(cfg, f);
     fclose(f);
     return buf;
-}
-
-static void build_ranges(trainer *t) {
-    const gvm_param_store *ps = &t->ps;
-    t->ranges = calloc((size_t)ps->n_params + 1, sizeof *t->ranges);
-    GVM_CHECK(t->ranges, "out of memory");
-    t->n_ranges = 0;
-    for (int i = 0; i < ps->n_params; i++) {
-        if (!ps->params[i]->requires_grad) continue;
-        size_t b = ps->offsets[i], e = ps->offsets[i] + (size_t)ps->params[i]->numel;
-        // Parameters are laid out in registration order: a trainable neighbour's range extends over the
-        // alignment padding between them (its grads stay 0, so AdamW leaves it 0).
-        if (t->n_ranges > 0 && ps->params[i - 1]->requires_grad)
-            t->ranges[t->n_ranges - 1].end = e;
-        else
-            t->ranges[t->n_ranges++] = (range){b, e};
-    }
 }
 
 // Lines of metrics.jsonl up to step `keep` survive a resume; the steps after it will be logged again.
@@ -163,7 +141,7 @@ static gvm_status build_model(trainer *t) {
         float *ema = gvm_param_store_state(&t->ps, SLOT_EMA);
         gvm_device_copy(ema, t->dev, t->ps.data, t->dev, t->ps.total * sizeof(float));
     }
-    build_ranges(t);
+    t->ranges = gvm_trainable_ranges(&t->ps, &t->n_ranges);
     return GVM_OK;
 }
 
