@@ -207,7 +207,8 @@ static void test_errors(void) {
     expect_error("heads", "", "model.lm.heads=7", "model.lm.width (1024) must be divisible by model.lm.heads (7)", NULL);
     expect_error("bf16 cpu", "", "train.device=cpu", "train.precision bf16 needs train.device=cuda", NULL);
     expect_error("delays", "", "model.lm.codebooks=2", "model.lm.delays has 4 entries but model.lm.codebooks is 2", NULL);
-    expect_error("card", "", "codec.card=1024", "model.lm.card (2048) must equal codec.card (1024)", NULL);
+    expect_error("card", "model:\n  lm:\n    card: 2048\n", "codec.card=1024",
+                 "model.lm.card (2048) must equal codec.card (1024)", NULL);
     expect_error("clip", "", "data.clip_seconds=2.51", "data.clip_seconds (2.51) must hold a whole number", NULL);
 }
 

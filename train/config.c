@@ -519,7 +519,7 @@ gvm_status gvm_config_validate(const gvm_config *cfg) {
     if (m->lm.codebooks > cfg->codec.codebooks)
         return gvm_error_set(GVM_ERR_INVALID, "config: model.lm.codebooks (%d) exceeds codec.codebooks (%d)",
                              m->lm.codebooks, cfg->codec.codebooks);
-    if (m->lm.card != cfg->codec.card)
+    if (m->lm.card != 0 && m->lm.card != cfg->codec.card)
         return gvm_error_set(GVM_ERR_INVALID, "config: model.lm.card (%d) must equal codec.card (%d)", m->lm.card,
                              cfg->codec.card);
     if (cfg->data.image_size != m->vision.image_size)

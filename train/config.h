@@ -82,7 +82,6 @@ typedef struct gvm_config_codec_train {
     double grad_clip;
     int log_every, eval_every, eval_clips, checkpoint_every;
     double eval_seconds;
-    gvm_device device;
 } gvm_config_codec_train;
 
 typedef struct gvm_config_data {

@@ -60,7 +60,8 @@ static const gvm_config_key k_schema[] = {
     INT("model.lm.ffn", model.lm.ffn, 1, 1 << 20, "4096", "music LM FFN hidden width (4 x width, GELU)"),
     INT("model.lm.codebooks", model.lm.codebooks, 1, GVM_CONFIG_LIST_MAX, "4",
         "codebooks K the LM models (at most codec.codebooks)"),
-    INT("model.lm.card", model.lm.card, 2, 1 << 20, "2048", "entries per codebook (equals codec.card)"),
+    INT("model.lm.card", model.lm.card, 0, 1 << 20, "0",
+        "entries per codebook (0: codec.card; anything else must equal it)"),
     {"model.lm.delays", GVM_CONFIG_INT_LIST, OFF(model.lm.delays), OFF(model.lm.num_delays), false, 0, 4096, false,
      1, GVM_CONFIG_LIST_MAX, NULL, NULL, "[0, 1, 2, 3]",
      "delay pattern: codebook k is delayed by delays[k] steps (one per codebook)"},
@@ -111,7 +112,6 @@ static const gvm_config_key k_schema[] = {
     FLT_POS("codec_train.eval_seconds", codec_train.eval_seconds, 3600, "5.0", "seconds of each eval clip"),
     INT("codec_train.checkpoint_every", codec_train.checkpoint_every, 0, BIG, "500",
         "steps between checkpoints (0: only at the end)"),
-    ENUM("codec_train.device", codec_train.device, k_devices, k_device_values, "cpu", "device to train the codec on"),
 
     STR("data.dir", data.dir, "datasets/debian-demo/out/shards", "folder of the HDF5 shards (<split>-*.h5)"),
     STR("data.train_split", data.train_split, "train", "split trained on"),

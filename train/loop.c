@@ -21,6 +21,7 @@
 #include "train/checkpoint.h"
 #include "train/evaluate.h"
 #include "train/feature_cache.h"
+#include "train/run_files.h"
 #include "train/schedule.h"
 #include "train/trainable.h"
 
@@ -51,58 +52,6 @@ typedef struct trainer {
     gvm_checkpoint_opts copts;
     int64_t last_saved;  // step of the newest checkpoint written or loaded (-1: none)
 } trainer;
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static gvm_status make_dir(const char *path) {
-    if (mkdir(path, 0777) == 0 || errno == EEXIST) return GVM_OK;
-    return gvm_error_set(GVM_ERR_IO, "%s: cannot create the run folder: %s", path, strerror(errno));
-}
-
-static bool file_exists(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
-static char *config_yaml(const gvm_config *cfg) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!f) return NULL;
-    gvm_config_fprint_yaml(cfg, f);
-    fclose(f);
-    return buf;
-}
-
-// Lines of metrics.jsonl up to step `keep` survive a resume; the steps after it will be logged again.
-static gvm_status trim_metrics(const char *path, int64_t keep) {
-    FILE *f = fopen(path, "r");
-    if (!f) return GVM_OK;
-    char *out = NULL;
-    size_t out_len = 0;
-    FILE *mem = open_memstream(&out, &out_len);
-    char *line = NULL;
-    size_t cap = 0;
-    while (getline(&line, &cap, f) > 0) {
-        long long s = -1;
-        if (sscanf(line, "{\"step\":%lld", &s) == 1 && s <= keep) fputs(line, mem);
-    }
-    free(line);
-    fclose(f);
-    fclose(mem);
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *w = fopen(tmp, "w");
-    gvm_status st = GVM_OK;
-    if (!w || fwrite(out, 1, out_len, w) != out_len || fclose(w) != 0 || rename(tmp, path) != 0)
-        st = gvm_error_set(GVM_ERR_IO, "%s: cannot rewrite the metrics file: %s", path, strerror(errno));
-    free(out);
-    return st;
-}
 
 static gvm_status save_checkpoint(trainer *t) {
     gvm_checkpoint_state s = {.step = t->step, .optim_step = t->optim_step, .config = t->config_text,
@@ -252,12 +201,6 @@ static void evaluate_now(trainer *t, FILE *mf) {
     fflush(t->log);
 }
 
-static void format_eta(char *buf, size_t n, double seconds) {
-    if (!isfinite(seconds) || seconds < 0) seconds = 0;
-    long long s = (long long)(seconds + 0.5);
-    snprintf(buf, n, "%lld:%02lld:%02lld", s / 3600, (s / 60) % 60, s % 60);
-}
-
 static void write_metrics(FILE *mf, int64_t step, double loss, double lr, double norm, double tok_s, double elapsed,
                           gvm_loader_position pos) {
     fprintf(mf, "{\"step\":%lld,\"loss\":%.17g,\"lr\":%.17g,\"grad_norm\":", (long long)step, loss, lr);
@@ -393,15 +336,15 @@ gvm_status gvm_train_run(const gvm_config *cfg, const char *run_dir, bool resume
                                    .decay = cfg->train.schedule == GVM_SCHEDULE_CONSTANT ? GVM_LR_CONSTANT
                                                                                          : GVM_LR_COSINE};
     if ((st = gvm_lr_schedule_validate(&sched)) != GVM_OK) return st;
-    if ((st = make_dir(run_dir)) != GVM_OK) return st;
+    if ((st = gvm_run_make_dir(run_dir)) != GVM_OK) return st;
     char path[4096];
     snprintf(path, sizeof path, "%s/latest", run_dir);
-    if (!resume && file_exists(path))
+    if (!resume && gvm_run_file_exists(path))
         return gvm_error_set(GVM_ERR_INVALID, "%s already has checkpoints: resume it (gvm train --resume %s) or "
                              "choose another run folder", run_dir, run_dir);
     if (t.dev != GVM_DEVICE_CPU && (st = gvm_device_init(t.dev)) != GVM_OK) return st;
 
-    t.config_text = config_yaml(cfg);
+    t.config_text = gvm_run_config_text(cfg);
     if (!t.config_text) return gvm_error_set(GVM_ERR_MEMORY, "cannot format the config");
     t.ctx = gvm_ctx_new((uint64_t)cfg->train.seed ^ 0x9e3779b97f4a7c15ull);  // dropout: apart from init's stream
     if (t.dev != GVM_DEVICE_CPU && (st = gvm_ctx_set_device(t.ctx, t.dev)) != GVM_OK) goto out;
@@ -416,7 +359,7 @@ gvm_status gvm_train_run(const gvm_config *cfg, const char *run_dir, bool resume
     if (result) result->start_step = result->steps_done = t.step;
 
     snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
-    if (resume && (st = trim_metrics(path, t.step)) != GVM_OK) goto out;
+    if (resume && (st = gvm_run_trim_metrics(path, t.step)) != GVM_OK) goto out;
     FILE *mf = fopen(path, resume ? "a" : "w");
     if (!mf) {
         st = gvm_error_set(GVM_ERR_IO, "%s: cannot open the metrics file: %s", path, strerror(errno));
@@ -429,7 +372,7 @@ gvm_status gvm_train_run(const gvm_config *cfg, const char *run_dir, bool resume
                 run_dir);
     }
 
-    const double t0 = now_seconds();
+    const double t0 = gvm_run_now();
     double t_log = t0;
     int64_t tokens_since_log = 0, first_step = t.step;
     while (t.step < cfg->train.steps) {
@@ -444,13 +387,13 @@ gvm_status gvm_train_run(const gvm_config *cfg, const char *run_dir, bool resume
         const bool last = t.step == cfg->train.steps;
         const bool stop = opts->stop && *opts->stop;
         if (t.step % cfg->train.log_every == 0 || last || stop) {
-            const double now = now_seconds();
+            const double now = gvm_run_now();
             const double tok_s = now > t_log ? (double)tokens_since_log / (now - t_log) : 0;
             const double per_step = (now - t0) / (double)(t.step - first_step);
             write_metrics(mf, t.step, loss, lr, norm, tok_s, now - t0, gvm_loader_get_position(t.loader));
             if (!opts->quiet) {
                 char eta[32];
-                format_eta(eta, sizeof eta, per_step * (double)(cfg->train.steps - t.step));
+                gvm_run_format_eta(eta, sizeof eta, per_step * (double)(cfg->train.steps - t.step));
                 fprintf(t.log, "step %lld/%d  loss %.4f  lr %.3e  grad_norm %.3g  tok/s %.0f  eta %s\n",
                         (long long)t.step, cfg->train.steps, loss, lr, norm, tok_s, eta);
                 fflush(t.log);

@@ -34,7 +34,7 @@ gvm_status gvm_train_model_cfg(const gvm_config *cfg, gvm_nn_gvmgen_cfg *out) {
                                      .cross_attention_frequency = m->qformer.cross_every, .out_dim = m->cond_dim,
                                      .dropout = (float)m->qformer.dropout, .ln_eps = (float)m->qformer.ln_eps,
                                      .ln_post_eps = 1e-5f};
-    c.lm = (gvm_nn_music_lm_cfg){.num_codebooks = m->lm.codebooks, .card = m->lm.card, .d_model = m->lm.width,
+    c.lm = (gvm_nn_music_lm_cfg){.num_codebooks = m->lm.codebooks, .card = m->lm.card ? m->lm.card : cfg->codec.card, .d_model = m->lm.width,
                                  .num_heads = m->lm.heads, .num_layers = m->lm.layers, .ffn_dim = m->lm.ffn,
                                  .dropout = (float)m->lm.dropout, .ln_eps = 1e-5f};
     c.freeze_vision = m->vision.freeze;

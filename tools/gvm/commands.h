@@ -4,7 +4,19 @@
 #ifndef GVM_TOOLS_COMMANDS_H
 #define GVM_TOOLS_COMMANDS_H
 
+#include <stdio.h>
+
+#include "train/loop.h"
+
 int gvm_cmd_prep(int argc, char **argv);
 int gvm_cmd_train(int argc, char **argv);
+int gvm_cmd_train_codec(int argc, char **argv);
+int gvm_cmd_encode(int argc, char **argv);
+
+// The shared command line of the training commands (tools/gvm/train_cli.c): `gvm <name> CONFIG [KEY=VALUE
+// ...] [--run-dir DIR] [--resume RUN_DIR] [-q]`, running `run` (gvm_train_run, gvm_codec_train_run).
+typedef gvm_status (*gvm_cli_train_fn)(const gvm_config *cfg, const char *run_dir, bool resume,
+                                       const gvm_train_opts *opts, gvm_train_result *result);
+int gvm_cli_train_command(int argc, char **argv, const char *name, void (*help)(FILE *), gvm_cli_train_fn run);
 
 #endif

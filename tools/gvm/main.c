@@ -16,6 +16,8 @@ typedef struct gvm_command {
 static const gvm_command g_commands[] = {
     {"prep", "cut videos into clips and write train/eval dataset shards (HDF5)", gvm_cmd_prep},
     {"train", "train GVMGen from a config (resumable; checkpoints and metrics in the run folder)", gvm_cmd_train},
+    {"encode", "fill the shards' codes with a codec's codes of each clip's audio", gvm_cmd_encode},
+    {"train-codec", "train a small EnCodec-style codec on the shards' audio (offline codec)", gvm_cmd_train_codec},
 };
 enum { N_COMMANDS = sizeof g_commands / sizeof g_commands[0] };
 
@@ -28,7 +30,7 @@ static void usage(FILE *out) {
             "GVMGen video-to-music generation: data preparation, training and generation.\n"
             "\n"
             "commands:\n");
-    for (int i = 0; i < N_COMMANDS; i++) fprintf(out, "  %-10s %s\n", g_commands[i].name, g_commands[i].summary);
+    for (int i = 0; i < N_COMMANDS; i++) fprintf(out, "  %-12s %s\n", g_commands[i].name, g_commands[i].summary);
     fprintf(out, "\nSee docs/ for each command's reference (docs/prep.md, docs/train.md).\n");
 }
 
