@@ -17,6 +17,7 @@ static const gvm_command g_commands[] = {
     {"prep", "cut videos into clips and write train/eval dataset shards (HDF5)", gvm_cmd_prep},
     {"train", "train GVMGen from a config (resumable; checkpoints and metrics in the run folder)", gvm_cmd_train},
     {"encode", "fill the shards' codes with a codec's codes of each clip's audio", gvm_cmd_encode},
+    {"generate", "music for a video from a trained checkpoint (WAV, and the video with it as MP4)", gvm_cmd_generate},
     {"train-codec", "train a small EnCodec-style codec on the shards' audio (offline codec)", gvm_cmd_train_codec},
 };
 enum { N_COMMANDS = sizeof g_commands / sizeof g_commands[0] };
