@@ -213,6 +213,12 @@ typedef struct gvm_nn_encodec_ema_opts {
     float decay;      // EMA decay (audiocraft's EnCodec: 0.99); 0 means 0.99
     float eps;        // Laplace smoothing (1e-5); 0 means 1e-5
     float threshold;  // dead-code threshold on the EMA cluster size (2); < 0 disables restarts; 0 means 2
+    // The EMA usage a restarted code starts from (0: keep its own, as audiocraft). audiocraft's k-means init
+    // gives every code its cluster's count; without it (gvm_nn_encodec_reset_parameters sets 0), every code
+    // stays under the threshold for the first ~threshold / ((1 - decay) * vectors per code) steps and is
+    // restarted at every one of them, so the decoder never sees a stable codebook. A restart usage of about
+    // 2 x threshold gives a new code ln 2 / (1 - decay) steps to attract vectors (gvm train-codec's choice).
+    float restart_usage;
 } gvm_nn_encodec_ema_opts;
 
 // The codebook update of audiocraft's EuclideanCodebook.forward in training, host-side, no autograd, for the

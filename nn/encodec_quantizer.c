@@ -81,6 +81,7 @@ int64_t gvm_nn_encodec_rvq_ema_update(gvm_nn_encodec *m, const gvm_tensor *laten
     const gvm_nn_encodec_ema_opts o = opts ? *opts : (gvm_nn_encodec_ema_opts){0};
     const double decay = o.decay > 0 ? o.decay : 0.99, eps = o.eps > 0 ? o.eps : 1e-5;
     const double threshold = o.threshold == 0 ? 2.0 : o.threshold;
+    const double grace = threshold > 0 ? o.restart_usage : 0;
     const int64_t B = latent->shape[0], F = latent->shape[2], R = B * F, nq = codes->shape[1];
     for (int64_t k = 0; k < nq; k++)
         GVM_CHECK(m->codebooks[k].embed->device == GVM_DEVICE_CPU,
@@ -119,6 +120,8 @@ int64_t gvm_nn_encodec_rvq_ema_update(gvm_nn_encodec *m, const gvm_tensor *laten
         double total = 0;
         for (int64_t c = 0; c < N; c++) {
             cs[c] = (float)(decay * cs[c] + (1 - decay) * counts[c]);
+            // A restarted code starts from the grace usage (when set), so it is not restarted again at once.
+            if (dead[c] && grace > cs[c]) cs[c] = (float)grace;
             total += cs[c];
             for (int64_t d = 0; d < D; d++)
                 avg[c * D + d] = (float)(decay * avg[c * D + d] + (1 - decay) * sums[c * D + d]);

@@ -411,6 +411,19 @@ static void init_and_first_update(void) {
     gvm_nn_encodec_forward_train(ctx, &m, wave, 2, &out);
     TEST_CHECK(gvm_tensor_f32(out.commit)[0] < before, "nn_encodec restarted codebooks fit the batch better",
                "commitment %g before the update, %g after", before, gvm_tensor_f32(out.commit)[0]);
+    // With a restart usage, the restarted codes start from it (and embed_avg = embed * N_c still holds), so the
+    // next update restarts only the codes that got no vector since; without one, every code is restarted again.
+    for (int k = 0; k < 2; k++) {  // all dead again
+        memset(gvm_tensor_f32(m.codebooks[k].cluster_size), 0, (size_t)c.codebook_size * sizeof(float));
+    }
+    const gvm_nn_encodec_ema_opts grace = {.decay = 0.99f, .threshold = 2.0f, .restart_usage = 4.0f};
+    const int64_t n1 = gvm_nn_encodec_rvq_ema_update(&m, out.latent, out.codes, &grace, &rng, NULL);
+    bool at_grace = true;
+    for (int k = 0; k < 2; k++)
+        for (int64_t j = 0; j < c.codebook_size; j++) at_grace &= gvm_tensor_f32(m.codebooks[k].cluster_size)[j] == 4.0f;
+    const int64_t n2 = gvm_nn_encodec_rvq_ema_update(&m, out.latent, out.codes, &grace, &rng, NULL);
+    TEST_CHECK(n1 == 2 * c.codebook_size && at_grace && n2 == 0, "nn_encodec restart usage gives a grace period",
+               "%lld then %lld restarts, usage set %d", (long long)n1, (long long)n2, at_grace);
     gvm_tensor_free(wave);
     gvm_ctx_free(ctx);
     gvm_nn_encodec_free(&m);

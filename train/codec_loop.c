@@ -197,7 +197,8 @@ static gvm_status train_step(codec_trainer *t, const gvm_lr_schedule *sched, ste
     }
     // The codebooks follow the batch's assignments (made with the codebooks before this step, as in the forward).
     const gvm_nn_encodec_ema_opts eo = {.decay = (float)ct->codebook_decay, .eps = 1e-5f,
-                                        .threshold = ct->dead_code_threshold > 0 ? (float)ct->dead_code_threshold : -1.0f};
+                                        .threshold = ct->dead_code_threshold > 0 ? (float)ct->dead_code_threshold : -1.0f,
+                                        .restart_usage = 2.0f * (float)ct->dead_code_threshold};
     s->restarts = gvm_nn_encodec_rvq_ema_update(&t->model, o.latent, o.codes, &eo, &t->ctx->rng, NULL);
     gvm_ctx_reset(t->ctx);
     t->step = step;
