@@ -21,6 +21,7 @@
 #include "train/checkpoint.h"
 #include "train/evaluate.h"
 #include "train/feature_cache.h"
+#include "train/init_weights.h"
 #include "train/run_files.h"
 #include "train/schedule.h"
 #include "train/trainable.h"
@@ -68,6 +69,41 @@ static float host_scalar(const gvm_tensor *x) {
     return v;
 }
 
+// model.vision.init / model.lm.init: pretrained weights over the random init (train/init_weights.h). The
+// store is on the device by now; the files are read through host copies.
+static gvm_status load_pretrained(trainer *t) {
+    const gvm_config_model *m = &t->cfg->model;
+    static const char *const vision[] = {"vision_model.", NULL};
+    static const char *const lm[] = {"model.decoder.", "lm_heads.", NULL};
+    static const char *const lm_optional[] = {"enc_to_dec_proj.weight", "enc_to_dec_proj.bias", NULL};
+    const struct { const char *path, *what; const char *const *required, *const *optional; } parts[] = {
+        {m->vision.init, "model.vision.init", vision, NULL}, {m->lm.init, "model.lm.init", lm, lm_optional}};
+    for (int i = 0; i < 2; i++) {
+        if (!parts[i].path[0]) continue;
+        gvm_param_store host;
+        const bool on_host = t->dev == GVM_DEVICE_CPU;
+        gvm_param_store *ps = &t->ps;
+        if (!on_host) {  // a host mirror of the store's layout, copied over after the load
+            ps = &host;
+            gvm_param_store_init(ps);
+            for (int p = 0; p < t->ps.n_params; p++)
+                gvm_param_store_add(ps, t->ps.params[p]->name, t->ps.params[p]->ndim, t->ps.params[p]->shape);
+            gvm_param_store_finalize(ps);
+            gvm_device_copy(ps->data, GVM_DEVICE_CPU, t->ps.data, t->dev, t->ps.total * sizeof(float));
+        }
+        int n = 0;
+        gvm_status st = gvm_init_weights_load(ps, parts[i].path, parts[i].what, parts[i].required, parts[i].optional,
+                                              t->log, &n);
+        if (!on_host) {
+            if (st == GVM_OK) gvm_device_copy(t->ps.data, t->dev, ps->data, GVM_DEVICE_CPU, t->ps.total * sizeof(float));
+            gvm_param_store_free(ps);
+        }
+        if (st != GVM_OK) return st;
+        fprintf(t->log, "gvm train: %s: %d tensors from %s\n", parts[i].what, n, parts[i].path);
+    }
+    return GVM_OK;
+}
+
 // The model, its store and the optimiser/EMA slots on the configured device; initial weights from the seed.
 static gvm_status build_model(trainer *t) {
     gvm_nn_gvmgen_cfg mc;
@@ -84,6 +120,7 @@ static gvm_status build_model(trainer *t) {
     gvm_rng init_rng;
     gvm_rng_init(&init_rng, (uint64_t)t->cfg->train.seed);
     gvm_nn_gvmgen_reset_parameters(&t->model, &init_rng);
+    if ((st = load_pretrained(t)) != GVM_OK) return st;
     gvm_param_store_state(&t->ps, SLOT_M);
     gvm_param_store_state(&t->ps, SLOT_V);
     if (t->use_ema) {

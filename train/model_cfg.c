@@ -18,10 +18,6 @@ gvm_status gvm_train_model_cfg(const gvm_config *cfg, gvm_nn_gvmgen_cfg *out) {
     if (m->vision.image_size % m->vision.patch != 0)
         return gvm_error_set(GVM_ERR_INVALID, "config: model.vision.patch %d does not divide model.vision.image_size %d",
                              m->vision.patch, m->vision.image_size);
-    if (m->vision.init[0] || m->lm.init[0])
-        return gvm_error_set(GVM_ERR_INVALID,
-                             "config: model.vision.init / model.lm.init (pretrained weights) are not supported by "
-                             "the training loop yet; set them to \"\" (random init)");
 
     gvm_nn_gvmgen_cfg c = {0};
     c.vision = (gvm_nn_vit_cfg){.image_size = m->vision.image_size, .patch_size = m->vision.patch, .channels = 3,

@@ -1,0 +1,198 @@
+// test_train_init.c: gvm train from pretrained weights (model.vision.init, model.lm.init; train/init_weights.c).
+//
+// "Pretrained" files are made here the way gvm import writes them: a model built with another seed, its ViT
+// parameters (vision_model.*) in one file and its LM (model.decoder.*, lm_heads.*) plus enc_to_dec_proj in
+// another. A run of 1 step (lr 1e-12: the update moves nothing measurable) from them then holds, in its
+// checkpoint: the ViT exactly (frozen), the LM and the projection within 1e-9, and the Q-Former of its own
+// seed (not in any file). Errors, each naming the file and tensor, the run not started: a tensor the model
+// does not have, a mis-shaped tensor, a file missing a tensor the part needs. A projection of another shape
+// (MusicGen's 768 -> width against another model.cond_dim) is skipped with a note, not an error.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/rng.h"
+#include "data/dataset.h"
+#include "nn/gvmgen.h"
+#include "tests/test_util.h"
+#include "train/config.h"
+#include "train/loop.h"
+
+enum { S = 28, TV = 2, TM = 20, K = 4, CARD = 32 };
+
+static char g_dir[256];
+
+static const char *path_in(const char *a) {
+    static char buf[8][700];
+    static int k;
+    char *p = buf[k++ % 8];
+    snprintf(p, 700, "%s/%s", g_dir, a);
+    return p;
+}
+
+static void write_dataset(void) {
+    mkdir(path_in("ds"), 0777);
+    gvm_shard_info info = {.frame_height = S, .frame_width = S, .fps = 1.0, .sample_rate = 32000,
+                           .created_by = "test_train_init"};
+    gvm_shard_writer *w = NULL;
+    GVM_CHECK(gvm_shard_create(path_in("ds/train-000.h5"), &info, &w) == GVM_OK, "%s", gvm_error_message());
+    gvm_rng rng;
+    gvm_rng_init(&rng, 1);
+    for (int i = 0; i < 2; i++) {
+        uint8_t frames[TV * S * S * 3];
+        for (size_t j = 0; j < sizeof frames; j++) frames[j] = (uint8_t)gvm_rng_below(&rng, 256);
+        int16_t codes[K * TM];
+        for (int j = 0; j < K * TM; j++) codes[j] = (int16_t)gvm_rng_below(&rng, CARD);
+        float audio[64] = {0};
+        char id[16];
+        snprintf(id, sizeof id, "c%d", i);
+        gvm_clip c = {.clip_id = id, .split = "train", .duration = 2.0, .fps = 1.0, .sample_rate = 32000,
+                      .frames = frames, .num_frames = TV, .height = S, .width = S, .audio = audio, .num_samples = 64,
+                      .codes = {codes, K, TM, 10.0, "encodec_32khz"}};
+        GVM_CHECK(gvm_shard_add_clip(w, &c) == GVM_OK, "%s", gvm_error_message());
+    }
+    GVM_CHECK(gvm_shard_writer_close(w, true) == GVM_OK, "%s", gvm_error_message());
+}
+
+static bool make_config(gvm_config *cfg, const char *vision, const char *lm, const char *extra) {
+    static char dir_kv[700], v_kv[800], l_kv[800];
+    snprintf(dir_kv, sizeof dir_kv, "data.dir=%s", path_in("ds"));
+    snprintf(v_kv, sizeof v_kv, "model.vision.init=%s", vision ? vision : "\"\"");
+    snprintf(l_kv, sizeof l_kv, "model.lm.init=%s", lm ? lm : "\"\"");
+    const char *kv[] = {
+        "model.vision.width=16", "model.vision.layers=2", "model.vision.heads=2", "model.vision.patch=14",
+        "model.vision.image_size=28", "model.vision.freeze=true", "model.qformer.width=16", "model.qformer.layers=2",
+        "model.qformer.heads=2", "model.qformer.queries=2", "model.qformer.cross_every=2", "model.qformer.ffn=32",
+        "model.lm.width=32", "model.lm.heads=2", "model.lm.layers=2", "model.lm.ffn=64", "model.cond_dim=16",
+        "codec.codebooks=4", "codec.card=32", "codec.frame_rate=10", dir_kv, "data.clip_seconds=2", "data.fps=1",
+        "data.image_size=28", "data.batch_size=2", "train.steps=1", "train.lr=1e-12", "train.warmup_steps=0",
+        "train.weight_decay=0", "train.ema_decay=0", "train.precision=f32", "train.device=cpu", "train.eval_every=0",
+        "train.seed=5", v_kv, l_kv, extra ? extra : "train.log_every=1"};
+    gvm_status st = gvm_config_load(cfg, NULL, (int)(sizeof kv / sizeof kv[0]), kv);
+    return test_check(st == GVM_OK, "config", "load: %s", gvm_error_message());
+}
+
+static void build(const gvm_config *cfg, uint64_t seed, gvm_param_store *ps, gvm_nn_gvmgen *m) {
+    gvm_nn_gvmgen_cfg mc;
+    GVM_CHECK(gvm_train_model_cfg(cfg, &mc) == GVM_OK, "%s", gvm_error_message());
+    gvm_param_store_init(ps);
+    gvm_nn_gvmgen_init(m, ps, &mc);
+    gvm_param_store_finalize(ps);
+    gvm_rng rng;
+    gvm_rng_init(&rng, seed);
+    gvm_nn_gvmgen_reset_parameters(m, &rng);
+}
+
+// The parameters whose names start with one of `prefixes` into `path` (as gvm import writes a part);
+// `skip` (or NULL) is left out, `extra` (or NULL) is added as a [3] tensor.
+static void write_part(const gvm_param_store *ps, const char *path, const char *const *prefixes, const char *skip,
+                       const char *extra) {
+    gvm_st_writer *w = gvm_st_writer_new();
+    static const float junk[3] = {1, 2, 3};
+    for (int i = 0; i < ps->n_params; i++) {
+        const gvm_tensor *t = ps->params[i];
+        bool take = false;
+        for (int p = 0; prefixes[p]; p++) take |= strncmp(t->name, prefixes[p], strlen(prefixes[p])) == 0;
+        if (take && !(skip && strcmp(skip, t->name) == 0))
+            gvm_st_writer_add(w, t->name, GVM_F32, t->ndim, t->shape, t->data);
+    }
+    if (extra) gvm_st_writer_add(w, extra, GVM_F32, 1, (int64_t[]){3}, junk);
+    GVM_CHECK(gvm_st_writer_write(w, path) == GVM_OK, "%s", gvm_error_message());
+    gvm_st_writer_free(w);
+}
+
+static double max_diff(const gvm_param_store *a, const gvm_param_store *b, const char *prefix) {
+    double worst = 0;
+    for (int i = 0; i < a->n_params; i++) {
+        if (strncmp(a->params[i]->name, prefix, strlen(prefix)) != 0) continue;
+        const float *x = gvm_tensor_f32(a->params[i]), *y = gvm_tensor_f32(gvm_param_store_find(b, a->params[i]->name));
+        for (int64_t j = 0; j < a->params[i]->numel; j++) worst = fmax(worst, fabs((double)x[j] - y[j]));
+    }
+    return worst;
+}
+
+static void test_init_loads(void) {
+    gvm_config cfg;
+    if (!make_config(&cfg, NULL, NULL, NULL)) return;
+    gvm_param_store pre;
+    gvm_nn_gvmgen pm;
+    build(&cfg, 999, &pre, &pm);  // the "pretrained" model
+    static const char *const vision[] = {"vision_model.", NULL}, *const lm[] = {"model.decoder.", "lm_heads.",
+                                                                                "enc_to_dec_proj.", NULL};
+    write_part(&pre, path_in("vit.safetensors"), vision, NULL, NULL);
+    write_part(&pre, path_in("lm.safetensors"), lm, NULL, NULL);
+    if (!make_config(&cfg, path_in("vit.safetensors"), path_in("lm.safetensors"), NULL)) return;
+    gvm_train_opts o = {.quiet = true, .log = stderr};
+    gvm_status st = gvm_train_run(&cfg, path_in("run"), false, &o, NULL);
+    if (!TEST_CHECK(st == GVM_OK, "train from pretrained parts", "%s", gvm_error_message())) return;
+    gvm_param_store got;
+    gvm_nn_gvmgen gm;
+    build(&cfg, 1, &got, &gm);
+    GVM_CHECK(gvm_param_store_load(&got, path_in("run/ckpt-000000000001/model.safetensors"), false) == GVM_OK, "%s",
+              gvm_error_message());
+    const double dv = max_diff(&pre, &got, "vision_model."), dl = max_diff(&pre, &got, "model.decoder."),
+                 dh = max_diff(&pre, &got, "lm_heads."), dp = max_diff(&pre, &got, "enc_to_dec_proj."),
+                 dq = max_diff(&pre, &got, "qformer.");
+    TEST_CHECK(dv == 0, "ViT = the pretrained file (frozen)", "max diff %g", dv);
+    TEST_CHECK(dl < 1e-9 && dh < 1e-9 && dp < 1e-9, "LM and projection = the pretrained file", "%g %g %g", dl, dh, dp);
+    TEST_CHECK(dq > 1e-3, "the Q-Former keeps its own initialisation", "max diff %g", dq);
+    gvm_nn_gvmgen_free(&gm);
+    gvm_param_store_free(&got);
+
+    // Errors: each names the file and the tensor; no run folder is left with a checkpoint.
+    struct { const char *name, *file, *skip, *extra, *want; } bad[] = {
+        {"unknown tensor", "bad1.safetensors", NULL, "vision_model.no_such.weight", "vision_model.no_such.weight"},
+        {"missing tensor", "bad2.safetensors", "vision_model.encoder.layers.1.mlp.fc2.bias", NULL,
+         "has no tensor 'vision_model.encoder.layers.1.mlp.fc2.bias'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_part(&pre, path_in(bad[i].file), vision, bad[i].skip, bad[i].extra);
+        gvm_config c;
+        make_config(&c, path_in(bad[i].file), NULL, NULL);
+        char run[64];
+        snprintf(run, sizeof run, "badrun%zu", i);
+        st = gvm_train_run(&c, path_in(run), false, &o, NULL);
+        TEST_CHECK(st == GVM_ERR_FORMAT && strstr(gvm_error_message(), bad[i].want) &&
+                       strstr(gvm_error_message(), bad[i].file) && access(path_in(run), F_OK) == 0 &&
+                       access(strcat(strcpy((char[800]){0}, path_in(run)), "/latest"), F_OK) != 0,
+                   bad[i].name, "%s", gvm_error_message());
+    }
+    // A mis-shaped tensor: the LM file of a model with another width.
+    gvm_config wide;
+    make_config(&wide, NULL, NULL, "model.lm.width=64");
+    gvm_param_store wps;
+    gvm_nn_gvmgen wm;
+    build(&wide, 3, &wps, &wm);
+    write_part(&wps, path_in("wide-lm.safetensors"), lm, NULL, NULL);
+    gvm_config c;
+    make_config(&c, NULL, path_in("wide-lm.safetensors"), NULL);
+    st = gvm_train_run(&c, path_in("badwide"), false, &o, NULL);
+    TEST_CHECK(st == GVM_ERR_FORMAT && strstr(gvm_error_message(), "wide-lm.safetensors") &&
+                   strstr(gvm_error_message(), "but the model's is"),
+               "mis-shaped tensor", "%s", gvm_error_message());
+    gvm_nn_gvmgen_free(&wm);
+    gvm_param_store_free(&wps);
+
+    // A projection of another shape (another model.cond_dim) is skipped, not an error.
+    make_config(&c, NULL, path_in("lm.safetensors"), "model.cond_dim=8");
+    st = gvm_train_run(&c, path_in("otherproj"), false, &o, NULL);
+    TEST_CHECK(st == GVM_OK, "a projection of another shape is skipped", "%s", gvm_error_message());
+    gvm_nn_gvmgen_free(&pm);
+    gvm_param_store_free(&pre);
+}
+
+int main(int argc, char **argv) {
+    test_init(argc, argv);
+    snprintf(g_dir, sizeof g_dir, "%s/gvm-init-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    GVM_CHECK(mkdtemp(g_dir), "cannot make a temporary folder");
+    write_dataset();
+    test_init_loads();
+    int rc = test_finish();
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+    if (rc == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
+    return rc;
+}
