@@ -24,22 +24,13 @@
 #include "core/rng.h"
 #include "data/dataset.h"
 #include "tests/test_util.h"
+#include "tests/train_fixture.h"
 #include "train/codec_file.h"
 #include "train/codec_loop.h"
 #include "train/config.h"
 #include "train/encode_shards.h"
 
-enum { RATE = 8000, SAMPLES = 12000, MAX_STEPS = 64 };
-
-static char g_dir[256];
-
-static const char *path_in(const char *a, const char *b) {
-    static char buf[8][700];
-    static int k;
-    char *p = buf[k++ % 8];
-    snprintf(p, 700, "%s/%s%s%s", g_dir, a, b ? "/" : "", b ? b : "");
-    return p;
-}
+enum { RATE = 8000, SAMPLES = 12000 };
 
 // One clip's audio: three sines of clip-dependent pitch under a slow envelope.
 static void clip_audio(int clip, float *out, int64_t n, int rate) {
@@ -52,13 +43,13 @@ static void clip_audio(int clip, float *out, int64_t n, int rate) {
 }
 
 static void write_split(const char *sub, const char *split, int first, int n, int rate) {
-    mkdir(path_in(sub, NULL), 0777);
+    mkdir(tf_path(sub, NULL), 0777);
     char file[64];
     snprintf(file, sizeof file, "%s-000.h5", split);
     gvm_shard_info info = {.frame_height = 4, .frame_width = 4, .fps = 1.0, .sample_rate = rate,
                            .created_by = "test_train_codec"};
     gvm_shard_writer *w = NULL;
-    GVM_CHECK(gvm_shard_create(path_in(sub, file), &info, &w) == GVM_OK, "%s", gvm_error_message());
+    GVM_CHECK(gvm_shard_create(tf_path(sub, file), &info, &w) == GVM_OK, "%s", gvm_error_message());
     static float audio[SAMPLES * 2];
     uint8_t frames[2 * 4 * 4 * 3] = {0};
     for (int i = 0; i < n; i++) {
@@ -76,7 +67,7 @@ static void write_split(const char *sub, const char *split, int first, int n, in
 
 static bool make_config(gvm_config *cfg, const char *data_sub, const char *const *extra) {
     static char dir_kv[700];
-    snprintf(dir_kv, sizeof dir_kv, "data.dir=%s", path_in(data_sub, NULL));
+    snprintf(dir_kv, sizeof dir_kv, "data.dir=%s", tf_path(data_sub, NULL));
     const char *base[] = {
         "codec.name=test-codec", "codec.sample_rate=8000", "codec.frame_rate=1000", "codec.codebooks=2",
         "codec.card=16", "codec.filters=4", "codec.ratios=[4, 2]", "codec.hidden=8", "codec.lstm_layers=1",
@@ -85,47 +76,17 @@ static bool make_config(gvm_config *cfg, const char *data_sub, const char *const
         "codec_train.batch_size=3", "codec_train.segment_seconds=0.25", "codec_train.dead_code_threshold=0.05",
         "codec_train.log_every=1", "codec_train.eval_every=0", "codec_train.eval_clips=3",
         "codec_train.eval_seconds=1.0", "codec_train.checkpoint_every=2", "train.seed=5", "train.keep_checkpoints=0"};
-    const char *all[64];
-    int n = 0;
-    for (size_t i = 0; i < sizeof base / sizeof base[0]; i++) all[n++] = base[i];
-    for (int i = 0; extra && extra[i]; i++) all[n++] = extra[i];
-    gvm_status st = gvm_config_load(cfg, NULL, n, all);
-    return test_check(st == GVM_OK, "config", "load: %s", gvm_error_message());
+    return tf_config(cfg, base, sizeof base / sizeof base[0], extra);
 }
 
-typedef struct recorder {
-    double loss[MAX_STEPS + 1];
-    int64_t stop_at;
-    volatile sig_atomic_t stop;
-} recorder;
-
-static void on_step(void *user, int64_t step, double loss) {
-    recorder *r = user;
-    if (step <= MAX_STEPS) r->loss[step] = loss;
-    if (r->stop_at && step >= r->stop_at) r->stop = 1;
-}
-
-static gvm_status run(const gvm_config *cfg, const char *run_sub, bool resume, recorder *r) {
-    gvm_train_opts o = {.stop = &r->stop, .quiet = true, .on_step = on_step, .user = r};
-    return gvm_codec_train_run(cfg, path_in(run_sub, NULL), resume, &o, NULL);
-}
-
-static bool files_equal(const char *a, const char *b) {
-    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
-    bool eq = fa && fb;
-    while (eq) {
-        int ca = fgetc(fa), cb = fgetc(fb);
-        if (ca != cb) eq = false;
-        if (ca == EOF || cb == EOF) break;
-    }
-    if (fa) fclose(fa);
-    if (fb) fclose(fb);
-    return eq;
+static gvm_status run(const gvm_config *cfg, const char *run_sub, bool resume, tf_recorder *r) {
+    gvm_train_opts o = tf_opts(r);
+    return gvm_codec_train_run(cfg, tf_path(run_sub, NULL), resume, &o, NULL);
 }
 
 // eval_si_snr of the metrics line of step `step`, NAN when absent.
 static double eval_snr_at(const char *run_sub, int64_t step) {
-    FILE *f = fopen(path_in(run_sub, "metrics.jsonl"), "r");
+    FILE *f = fopen(tf_path(run_sub, "metrics.jsonl"), "r");
     if (!f) return NAN;
     char line[1024], want[64];
     snprintf(want, sizeof want, "{\"step\":%lld,\"eval_si_snr\":", (long long)step);
@@ -140,7 +101,7 @@ static void test_loss_falls(void) {
     gvm_config cfg;
     const char *extra[] = {"codec_train.steps=40", "codec_train.eval_every=5", "codec_train.checkpoint_every=0", NULL};
     if (!make_config(&cfg, "ds", extra)) return;
-    recorder r = {0};
+    tf_recorder r = {0};
     gvm_status st = run(&cfg, "falls", false, &r);
     if (!TEST_CHECK(st == GVM_OK, "train-codec runs", "%s", gvm_error_message())) return;
     double first = 0, last = 0;
@@ -155,7 +116,7 @@ static void test_loss_falls(void) {
 static void test_resume_identity(void) {
     gvm_config cfg;
     if (!make_config(&cfg, "ds", NULL)) return;
-    recorder a = {0}, b = {.stop_at = 3}, c = {0};
+    tf_recorder a = {0}, b = {.stop_at = 3}, c = {0};
     gvm_status st = run(&cfg, "whole", false, &a);
     TEST_CHECK(st == GVM_OK, "uninterrupted run", "%s", gvm_error_message());
     st = run(&cfg, "split", false, &b);
@@ -170,7 +131,7 @@ static void test_resume_identity(void) {
     const char *files[] = {"ckpt-000000000006/model.safetensors", "ckpt-000000000006/optim.safetensors",
                            "codec.safetensors"};
     for (int i = 0; i < 3; i++)
-        TEST_CHECK(files_equal(path_in("whole", files[i]), path_in("split", files[i])), "resumed files identical",
+        TEST_CHECK(tf_files_equal(tf_path("whole", files[i]), tf_path("split", files[i])), "resumed files identical",
                    "%s", files[i]);
     gvm_config again;
     make_config(&again, "ds", NULL);
@@ -181,7 +142,7 @@ static void test_resume_identity(void) {
 
 static void test_codec_file(void) {
     gvm_codec codec;
-    gvm_status st = gvm_codec_load(path_in("whole", "codec.safetensors"), &codec);
+    gvm_status st = gvm_codec_load(tf_path("whole", "codec.safetensors"), &codec);
     if (!TEST_CHECK(st == GVM_OK, "codec file loads", "%s", gvm_error_message())) return;
     TEST_CHECK(strcmp(codec.name, "test-codec") == 0 && codec.model.cfg.num_quantizers == 2 &&
                    codec.model.cfg.codebook_size == 16 && gvm_nn_encodec_hop_length(&codec.model.cfg) == 8,
@@ -197,21 +158,21 @@ static void test_codec_file(void) {
     gvm_codec_free(&codec);
 
     // The GVMGen-style checkpoint file of the run (no codec metadata) is not a codec.
-    st = gvm_codec_load(path_in("whole", "ckpt-000000000006/model.safetensors"), &codec);
+    st = gvm_codec_load(tf_path("whole", "ckpt-000000000006/model.safetensors"), &codec);
     TEST_CHECK(st == GVM_ERR_FORMAT && strstr(gvm_error_message(), "not a codec file"), "a checkpoint is not a codec",
                "%s", gvm_error_message());
     // Truncated: the first half of the file.
-    FILE *in = fopen(path_in("whole", "codec.safetensors"), "rb"), *out = fopen(path_in("truncated.safetensors", NULL), "wb");
+    FILE *in = fopen(tf_path("whole", "codec.safetensors"), "rb"), *out = fopen(tf_path("truncated.safetensors", NULL), "wb");
     fseek(in, 0, SEEK_END);
     long size = ftell(in);
     fseek(in, 0, SEEK_SET);
     for (long i = 0; i < size / 2; i++) fputc(fgetc(in), out);
     fclose(in);
     fclose(out);
-    st = gvm_codec_load(path_in("truncated.safetensors", NULL), &codec);
+    st = gvm_codec_load(tf_path("truncated.safetensors", NULL), &codec);
     TEST_CHECK(st != GVM_OK && strstr(gvm_error_message(), "truncated.safetensors"), "a truncated codec file",
                "%s", gvm_error_message());
-    st = gvm_codec_load(path_in("nosuch.safetensors", NULL), &codec);
+    st = gvm_codec_load(tf_path("nosuch.safetensors", NULL), &codec);
     TEST_CHECK(st != GVM_OK && strstr(gvm_error_message(), "nosuch.safetensors"), "a missing codec file", "%s",
                gvm_error_message());
 }
@@ -243,8 +204,8 @@ static void test_encode(void) {
     write_split("enc", "eval", 10, 2, RATE);
     write_split("enc", "odd", 20, 2, 16000);  // another sample rate: refused, the others go on
     gvm_codec codec;
-    GVM_CHECK(gvm_codec_load(path_in("whole", "codec.safetensors"), &codec) == GVM_OK, "%s", gvm_error_message());
-    const char *paths[] = {path_in("enc", "eval-000.h5"), path_in("enc", "odd-000.h5"), path_in("enc", "train-000.h5")};
+    GVM_CHECK(gvm_codec_load(tf_path("whole", "codec.safetensors"), &codec) == GVM_OK, "%s", gvm_error_message());
+    const char *paths[] = {tf_path("enc", "eval-000.h5"), tf_path("enc", "odd-000.h5"), tf_path("enc", "train-000.h5")};
     gvm_encode_stats s;
     gvm_status st = gvm_encode_shards(&codec, paths, 3, false, NULL, &s);
     TEST_CHECK(st == GVM_ERR_INVALID && strstr(gvm_error_message(), "odd-000.h5") &&
@@ -255,8 +216,8 @@ static void test_encode(void) {
                (long long)s.encoded);
     char why[256];
     bool all = true;
-    for (int64_t i = 0; i < 4 && all; i++) all = codes_match(&codec, path_in("enc", "train-000.h5"), i, why, sizeof why);
-    for (int64_t i = 0; i < 2 && all; i++) all = codes_match(&codec, path_in("enc", "eval-000.h5"), i, why, sizeof why);
+    for (int64_t i = 0; i < 4 && all; i++) all = codes_match(&codec, tf_path("enc", "train-000.h5"), i, why, sizeof why);
+    for (int64_t i = 0; i < 2 && all; i++) all = codes_match(&codec, tf_path("enc", "eval-000.h5"), i, why, sizeof why);
     TEST_CHECK(all, "stored codes = the codec's encode of the clip", "%s", why);
     const char *good[] = {paths[0], paths[2]};
     st = gvm_encode_shards(&codec, good, 2, false, NULL, &s);
@@ -272,14 +233,14 @@ static void test_config_errors(void) {
     gvm_config cfg;
     const char *bad_ratio[] = {"codec.frame_rate=500", NULL};
     if (make_config(&cfg, "ds", bad_ratio)) {
-        recorder r = {0};
+        tf_recorder r = {0};
         gvm_status st = run(&cfg, "bad1", false, &r);
         TEST_CHECK(st == GVM_ERR_INVALID && strstr(gvm_error_message(), "codec.ratios"), "ratios x frame rate checked",
                    "%s", gvm_error_message());
     }
     const char *long_seg[] = {"codec_train.segment_seconds=2", NULL};
     if (make_config(&cfg, "ds", long_seg)) {
-        recorder r = {0};
+        tf_recorder r = {0};
         gvm_status st = run(&cfg, "bad2", false, &r);
         TEST_CHECK(st == GVM_ERR_INVALID && strstr(gvm_error_message(), "segment_seconds"), "segment longer than clip",
                    "%s", gvm_error_message());
@@ -288,8 +249,7 @@ static void test_config_errors(void) {
 
 int main(int argc, char **argv) {
     test_init(argc, argv);
-    snprintf(g_dir, sizeof g_dir, "%s/gvm-codec-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    GVM_CHECK(mkdtemp(g_dir), "cannot make a temporary folder");
+    train_fixture_init("gvm-codec");
     write_split("ds", "train", 0, 6, RATE);
     write_split("ds", "eval", 10, 3, RATE);
     test_loss_falls();
@@ -297,9 +257,5 @@ int main(int argc, char **argv) {
     test_codec_file();
     test_encode();
     test_config_errors();
-    int rc = test_finish();
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (rc == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
-    return rc;
+    return train_fixture_finish(test_finish());
 }

@@ -32,50 +32,24 @@
 #include "data/loader.h"
 #include "nn/gvmgen.h"
 #include "tests/test_util.h"
+#include "tests/train_fixture.h"
 #include "train/config.h"
 #include "train/evaluate.h"
 #include "train/feature_cache.h"
 #include "train/loop.h"
 
-enum { S = 28, TV = 2, TM = 20, K = 4, CARD = 32, N_EVAL = 5, MAX_STEPS = 16 };
+enum { S = 28, TV = 2, TM = 20, K = 4, CARD = 32, N_EVAL = 5 };
 static const int k_eval_len[N_EVAL] = {20, 13, 20, 7, 16};
 
-static char g_dir[256];
-
-static const char *path_in(const char *a, const char *b) {
-    static char buf[8][700];
-    static int k;
-    char *p = buf[k++ % 8];
-    snprintf(p, 700, "%s/%s%s%s", g_dir, a, b ? "/" : "", b ? b : "");
-    return p;
-}
-
-// Clips of random frames and codes (code lengths len[i]) into <sub>/<split>-000.h5.
+// Clips of random frames and codes (code lengths len[i], or TM) into <sub>/<split>-000.h5.
 static void write_split(const char *sub, const char *split, int n, const int *len, uint64_t seed) {
-    mkdir(path_in(sub, NULL), 0777);
+    mkdir(tf_path(sub, NULL), 0777);
     char file[64];
     snprintf(file, sizeof file, "%s-000.h5", split);
-    gvm_shard_info info = {.frame_height = S, .frame_width = S, .fps = 1.0, .sample_rate = 32000,
-                           .created_by = "test_train_eval_cache"};
-    gvm_shard_writer *w = NULL;
-    GVM_CHECK(gvm_shard_create(path_in(sub, file), &info, &w) == GVM_OK, "%s", gvm_error_message());
-    gvm_rng rng;
-    gvm_rng_init(&rng, seed);
-    for (int i = 0; i < n; i++) {
-        uint8_t frames[TV * S * S * 3];
-        for (size_t j = 0; j < sizeof frames; j++) frames[j] = (uint8_t)gvm_rng_below(&rng, 256);
-        const int t = len ? len[i] : TM;
-        int16_t codes[K * TM];
-        for (int j = 0; j < K * t; j++) codes[j] = (int16_t)gvm_rng_below(&rng, CARD);
-        float audio[64] = {0};
-        char id[32];
-        snprintf(id, sizeof id, "%s%02d", split, i);
-        gvm_clip c = {.clip_id = id, .split = split, .duration = 2.0, .fps = 1.0, .sample_rate = 32000,
-                      .frames = frames, .num_frames = TV, .height = S, .width = S, .audio = audio,
-                      .num_samples = 64, .codes = {codes, K, t, 10.0, "encodec_32khz"}};
-        GVM_CHECK(gvm_shard_add_clip(w, &c) == GVM_OK, "%s", gvm_error_message());
-    }
-    GVM_CHECK(gvm_shard_writer_close(w, true) == GVM_OK, "%s", gvm_error_message());
+    const tf_shard_spec spec = {.split = split, .clips = n, .seed = seed, .size = S, .frames = TV, .k = K,
+                                .card = CARD, .code_len = TM, .lens = len, .code_rate = 10.0,
+                                .codec = "encodec_32khz", .sample_rate = 32000};
+    tf_write_shard(tf_path(sub, file), &spec);
 }
 
 static void write_dataset(const char *sub) {
@@ -85,7 +59,7 @@ static void write_dataset(const char *sub) {
 
 static bool make_config(gvm_config *cfg, const char *data_sub, const char *const *extra) {
     static char dir_kv[700];
-    snprintf(dir_kv, sizeof dir_kv, "data.dir=%s", path_in(data_sub, NULL));
+    snprintf(dir_kv, sizeof dir_kv, "data.dir=%s", tf_path(data_sub, NULL));
     const char *base[] = {
         "model.vision.width=16", "model.vision.layers=2", "model.vision.heads=2", "model.vision.patch=14",
         "model.vision.image_size=28", "model.vision.freeze=true", "model.qformer.width=16",
@@ -99,36 +73,13 @@ static bool make_config(gvm_config *cfg, const char *data_sub, const char *const
         "train.grad_clip=1.0", "train.ema_decay=0.9", "train.grad_accum=1", "train.seed=7", "train.precision=f32",
         "train.device=cpu", "train.log_every=1", "train.checkpoint_every=0", "train.keep_checkpoints=0",
         "train.eval_every=2", "train.eval_batches=0"};
-    const char *all[96];
-    int n = 0;
-    for (size_t i = 0; i < sizeof base / sizeof base[0]; i++) all[n++] = base[i];
-    for (int i = 0; extra && extra[i]; i++) all[n++] = extra[i];
-    gvm_status st = gvm_config_load(cfg, NULL, n, all);
-    return test_check(st == GVM_OK, "config", "load: %s", gvm_error_message());
-}
-
-// A model of the config with weights from `seed` (or, when weights != NULL, loaded from that file).
-static void build(const gvm_config *cfg, uint64_t seed, const char *weights, gvm_param_store *ps, gvm_nn_gvmgen *m) {
-    gvm_nn_gvmgen_cfg mc;
-    GVM_CHECK(gvm_train_model_cfg(cfg, &mc) == GVM_OK, "%s", gvm_error_message());
-    gvm_param_store_init(ps);
-    gvm_nn_gvmgen_init(m, ps, &mc);
-    gvm_param_store_finalize(ps);
-    gvm_rng rng;
-    gvm_rng_init(&rng, seed);
-    gvm_nn_gvmgen_reset_parameters(m, &rng);
-    if (weights) GVM_CHECK(gvm_param_store_load(ps, weights, false) == GVM_OK, "%s", gvm_error_message());
-}
-
-static void release(gvm_param_store *ps, gvm_nn_gvmgen *m) {
-    gvm_nn_gvmgen_free(m);
-    gvm_param_store_free(ps);
+    return tf_config(cfg, base, sizeof base / sizeof base[0], extra);
 }
 
 // The oracle: every eval clip alone, frames normalised and codes copied from the shard by hand.
 static double oracle_eval_loss(gvm_ctx *ctx, const gvm_nn_gvmgen *m, const char *data_sub, int n_clips) {
     gvm_shard *sh = NULL;
-    GVM_CHECK(gvm_shard_open(path_in(data_sub, "eval-000.h5"), &sh) == GVM_OK, "%s", gvm_error_message());
+    GVM_CHECK(gvm_shard_open(tf_path(data_sub, "eval-000.h5"), &sh) == GVM_OK, "%s", gvm_error_message());
     const bool was_training = ctx->training;
     ctx->training = false;  // no dropout: an evaluation
     double weighted = 0, steps = 0;
@@ -160,7 +111,7 @@ static void test_evaluate_matches_oracle(void) {
     if (!make_config(&cfg, "ds", NULL)) return;
     gvm_param_store ps;
     gvm_nn_gvmgen m;
-    build(&cfg, 3, NULL, &ps, &m);
+    tf_build_model(&cfg, 3, NULL, &ps, &m);
     gvm_ctx *ctx = gvm_ctx_new(11);
     ctx->training = true;
     const double want = oracle_eval_loss(ctx, &m, "ds", N_EVAL);
@@ -192,7 +143,7 @@ static void test_evaluate_matches_oracle(void) {
                    strstr(gvm_error_message(), "nosuch-*.h5"),
                "missing eval split", "%s", gvm_error_message());
     gvm_ctx_free(ctx);
-    release(&ps, &m);
+    tf_free_model(&ps, &m);
 }
 
 // The last line of `path` that contains `key`, copied into buf; false when none.
@@ -219,34 +170,25 @@ static double json_number(const char *line, const char *key) {
     return p ? strtod(p + strlen(pat), NULL) : NAN;
 }
 
-typedef struct losses {
-    double v[MAX_STEPS + 1];
-} losses;
-
-static void on_step(void *user, int64_t step, double loss) {
-    losses *l = user;
-    if (step <= MAX_STEPS) l->v[step] = loss;
-}
-
-static gvm_status train(const gvm_config *cfg, const char *run_sub, losses *l) {
-    gvm_train_opts o = {.quiet = true, .on_step = on_step, .user = l, .log = stderr};
-    return gvm_train_run(cfg, path_in(run_sub, NULL), false, &o, NULL);
+static gvm_status train(const gvm_config *cfg, const char *run_sub, tf_recorder *l) {
+    gvm_train_opts o = tf_opts(l);
+    return gvm_train_run(cfg, tf_path(run_sub, NULL), false, &o, NULL);
 }
 
 static void test_train_eval_lines(void) {
     gvm_config cfg;
     const char *extra[] = {"model.vision.freeze=false", NULL};
     if (!make_config(&cfg, "ds", extra)) return;
-    losses l;
+    tf_recorder l = {0};
     gvm_status st = train(&cfg, "run_eval", &l);
     if (!TEST_CHECK(st == GVM_OK, "train with evaluation", "%s", gvm_error_message())) return;
     char line[1024];
     int count = 0;
-    const bool found = last_line_with(path_in("run_eval", "metrics.jsonl"), "eval_loss", line, sizeof line, &count);
+    const bool found = last_line_with(tf_path("run_eval", "metrics.jsonl"), "eval_loss", line, sizeof line, &count);
     TEST_CHECK(found && count == 2, "one eval line per eval_every steps", "%d lines", count);
     if (!found) return;
     // The final checkpoint's model and EMA weights, evaluated again here, give the logged numbers exactly.
-    const char *ckpt = path_in("run_eval", "ckpt-000000000004");
+    const char *ckpt = tf_path("run_eval", "ckpt-000000000004");
     char model[800], ema[800];
     snprintf(model, sizeof model, "%s/model.safetensors", ckpt);
     snprintf(ema, sizeof ema, "%s/ema.safetensors", ckpt);
@@ -254,7 +196,7 @@ static void test_train_eval_lines(void) {
     for (int i = 0; i < 2; i++) {
         gvm_param_store ps;
         gvm_nn_gvmgen m;
-        build(&cfg, 99, files[i], &ps, &m);
+        tf_build_model(&cfg, 99, files[i], &ps, &m);
         gvm_ctx *ctx = gvm_ctx_new(1);
         gvm_eval_result r;
         GVM_CHECK(gvm_train_evaluate(ctx, &m, &cfg, NULL, cfg.train.eval_batches, &r) == GVM_OK, "%s",
@@ -263,16 +205,16 @@ static void test_train_eval_lines(void) {
         TEST_CHECK(logged == r.loss, "logged eval loss = evaluation of the checkpoint", "%s: %.17g vs %.17g",
                    keys[i], logged, r.loss);
         gvm_ctx_free(ctx);
-        release(&ps, &m);
+        tf_free_model(&ps, &m);
     }
 }
 
 static void check_cached_values(const gvm_config *cfg, const char *data_sub, const char *run_sub) {
     char model[800];
-    snprintf(model, sizeof model, "%s/model.safetensors", path_in(run_sub, "ckpt-000000000004"));
+    snprintf(model, sizeof model, "%s/model.safetensors", tf_path(run_sub, "ckpt-000000000004"));
     gvm_param_store ps;
     gvm_nn_gvmgen m;
-    build(cfg, 99, model, &ps, &m);
+    tf_build_model(cfg, 99, model, &ps, &m);
     char source[GVM_FEATURE_SOURCE_MAX];
     gvm_feature_source(&m, source);
     gvm_ctx *ctx = gvm_ctx_new(1);
@@ -281,7 +223,7 @@ static void check_cached_values(const gvm_config *cfg, const char *data_sub, con
     double worst = 0;
     for (int s = 0; s < 2; s++) {
         gvm_shard *sh = NULL;
-        GVM_CHECK(gvm_shard_open(path_in(data_sub, splits[s]), &sh) == GVM_OK, "%s", gvm_error_message());
+        GVM_CHECK(gvm_shard_open(tf_path(data_sub, splits[s]), &sh) == GVM_OK, "%s", gvm_error_message());
         for (int64_t i = 0; i < gvm_shard_clip_count(sh); i++) {
             gvm_clip c;
             GVM_CHECK(gvm_shard_read_clip(sh, i, &c) == GVM_OK, "%s", gvm_error_message());
@@ -312,14 +254,14 @@ static void check_cached_values(const gvm_config *cfg, const char *data_sub, con
 
     // A second fill finds everything fresh; another ViT (another seed) makes every entry stale.
     gvm_feature_cache_stats st;
-    GVM_CHECK(gvm_feature_cache_fill(ctx, &m, path_in(data_sub, NULL), "train", source, 0, NULL, &st) == GVM_OK, "%s",
+    GVM_CHECK(gvm_feature_cache_fill(ctx, &m, tf_path(data_sub, NULL), "train", source, 0, NULL, &st) == GVM_OK, "%s",
               gvm_error_message());
     TEST_CHECK(st.clips == 4 && st.computed == 0, "a fresh cache is not recomputed", "%lld of %lld computed",
                (long long)st.computed, (long long)st.clips);
 
     // The loader refuses features from another source, naming the clip and what to do.
     gvm_loader_config lc = gvm_loader_config_default();
-    lc.folder = path_in(data_sub, NULL);
+    lc.folder = tf_path(data_sub, NULL);
     lc.split = "train";
     lc.batch_size = 2;
     lc.parts = GVM_CLIP_FEATURES;
@@ -336,21 +278,21 @@ static void check_cached_values(const gvm_config *cfg, const char *data_sub, con
                "loader refuses stale features", "%s", gvm_error_message());
     gvm_loader_close(loader);
     gvm_ctx_free(ctx);
-    release(&ps, &m);
+    tf_free_model(&ps, &m);
 
     gvm_param_store ps2;
     gvm_nn_gvmgen m2;
-    build(cfg, 12345, NULL, &ps2, &m2);
+    tf_build_model(cfg, 12345, NULL, &ps2, &m2);
     char source2[GVM_FEATURE_SOURCE_MAX];
     gvm_feature_source(&m2, source2);
     TEST_CHECK(strcmp(source, source2) != 0, "other weights, other source", "%s", source2);
     gvm_ctx *ctx2 = gvm_ctx_new(1);
-    GVM_CHECK(gvm_feature_cache_fill(ctx2, &m2, path_in(data_sub, NULL), "train", source2, 0, NULL, &st) == GVM_OK,
+    GVM_CHECK(gvm_feature_cache_fill(ctx2, &m2, tf_path(data_sub, NULL), "train", source2, 0, NULL, &st) == GVM_OK,
               "%s", gvm_error_message());
     TEST_CHECK(st.clips == 4 && st.computed == 4 && st.frames == 4 * TV, "a stale cache is recomputed",
                "%lld of %lld computed", (long long)st.computed, (long long)st.clips);
     gvm_ctx_free(ctx2);
-    release(&ps2, &m2);
+    tf_free_model(&ps2, &m2);
 }
 
 static void test_feature_cache(void) {
@@ -358,13 +300,13 @@ static void test_feature_cache(void) {
     gvm_config plain, cached;
     const char *extra[] = {"model.vision.cache_features=true", NULL};
     if (!make_config(&plain, "ds_cache", NULL) || !make_config(&cached, "ds_cache", extra)) return;
-    losses a, b;
+    tf_recorder a = {0}, b = {0};
     gvm_status st = train(&plain, "run_plain", &a);
     TEST_CHECK(st == GVM_OK, "train from frames", "%s", gvm_error_message());
     st = train(&cached, "run_cached", &b);
     if (!TEST_CHECK(st == GVM_OK, "train from cached features", "%s", gvm_error_message())) return;
     double worst = 0;
-    for (int s = 1; s <= cached.train.steps; s++) worst = fmax(worst, fabs(a.v[s] - b.v[s]) / fabs(a.v[s]));
+    for (int s = 1; s <= cached.train.steps; s++) worst = fmax(worst, fabs(a.loss[s] - b.loss[s]) / fabs(a.loss[s]));
     TEST_CHECK(worst <= 1e-3, "cached run's losses = uncached within f16 rounding",
                "worst relative difference %.3g", worst);
     check_cached_values(&cached, "ds_cache", "run_cached");
@@ -372,7 +314,7 @@ static void test_feature_cache(void) {
     // The run really reads the cache: features replaced by constants (under the run's source) change the loss.
     gvm_param_store ps;
     gvm_nn_gvmgen m;
-    build(&cached, (uint64_t)cached.train.seed, NULL, &ps, &m);
+    tf_build_model(&cached, (uint64_t)cached.train.seed, NULL, &ps, &m);
     char source[GVM_FEATURE_SOURCE_MAX];
     gvm_feature_source(&m, source);
     const int64_t n = TV * m.vision.n_tokens * m.vision.width;
@@ -385,7 +327,7 @@ static void test_feature_cache(void) {
         poison[j] = gvm_f32_to_f16(v);
     }
     gvm_shard_updater *u = NULL;
-    GVM_CHECK(gvm_shard_update_open(path_in("ds_cache", "train-000.h5"), &u) == GVM_OK, "%s", gvm_error_message());
+    GVM_CHECK(gvm_shard_update_open(tf_path("ds_cache", "train-000.h5"), &u) == GVM_OK, "%s", gvm_error_message());
     for (int i = 0; i < 4; i++) {
         const gvm_features f = {.data = poison, .t = TV, .tokens = m.vision.n_tokens, .dim = m.vision.width,
                                 .source = source};
@@ -393,13 +335,13 @@ static void test_feature_cache(void) {
     }
     GVM_CHECK(gvm_shard_update_close(u) == GVM_OK, "%s", gvm_error_message());
     free(poison);
-    release(&ps, &m);
-    losses c;
+    tf_free_model(&ps, &m);
+    tf_recorder c = {0};
     st = train(&cached, "run_poisoned", &c);
     bool differs = false;
-    for (int s = 1; s <= cached.train.steps; s++) differs |= c.v[s] != a.v[s];
+    for (int s = 1; s <= cached.train.steps; s++) differs |= c.loss[s] != a.loss[s];
     TEST_CHECK(st == GVM_OK && differs, "training reads the cached features",
-               "last step's loss %.9g (from frames %.9g)", c.v[4], a.v[4]);
+               "last step's loss %.9g (from frames %.9g)", c.loss[4], a.loss[4]);
 }
 
 static void test_config_error(void) {
@@ -413,16 +355,11 @@ static void test_config_error(void) {
 
 int main(int argc, char **argv) {
     test_init(argc, argv);
-    snprintf(g_dir, sizeof g_dir, "%s/gvm-evalcache-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    GVM_CHECK(mkdtemp(g_dir), "cannot make a temporary folder");
+    train_fixture_init("gvm-evalcache");
     write_dataset("ds");
     test_evaluate_matches_oracle();
     test_train_eval_lines();
     test_feature_cache();
     test_config_error();
-    int rc = test_finish();
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (rc == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
-    return rc;
+    return train_fixture_finish(test_finish());
 }

@@ -31,6 +31,7 @@
 #include "data/media.h"
 #include "tests/media_fixture.h"
 #include "tests/test_util.h"
+#include "tests/train_fixture.h"
 #include "train/codec_file.h"
 #include "train/config.h"
 #include "train/generate_video.h"
@@ -63,26 +64,10 @@ static void write_codec(const char *path, const char *name, int64_t card) {
 
 static void write_shards(void) {
     mkdir(tmp_path("ds"), 0777);
-    gvm_shard_info info = {.frame_height = S, .frame_width = S, .fps = 1.0, .sample_rate = RATE,
-                           .created_by = "test_train_generate"};
-    gvm_shard_writer *w = NULL;
-    GVM_CHECK(gvm_shard_create(tmp_path("ds/train-000.h5"), &info, &w) == GVM_OK, "%s", gvm_error_message());
-    gvm_rng rng;
-    gvm_rng_init(&rng, 1);
-    for (int i = 0; i < 4; i++) {
-        uint8_t frames[CLIP_S * S * S * 3];
-        for (size_t j = 0; j < sizeof frames; j++) frames[j] = (uint8_t)gvm_rng_below(&rng, 256);
-        int16_t codes[K * CLIP_S * CODE_RATE];
-        for (int j = 0; j < K * CLIP_S * CODE_RATE; j++) codes[j] = (int16_t)gvm_rng_below(&rng, CARD);
-        float audio[64] = {0};
-        char id[16];
-        snprintf(id, sizeof id, "c%d", i);
-        gvm_clip c = {.clip_id = id, .split = "train", .duration = CLIP_S, .fps = 1.0, .sample_rate = RATE,
-                      .frames = frames, .num_frames = CLIP_S, .height = S, .width = S, .audio = audio,
-                      .num_samples = 64, .codes = {codes, K, CLIP_S * CODE_RATE, CODE_RATE, "tiny-codec"}};
-        GVM_CHECK(gvm_shard_add_clip(w, &c) == GVM_OK, "%s", gvm_error_message());
-    }
-    GVM_CHECK(gvm_shard_writer_close(w, true) == GVM_OK, "%s", gvm_error_message());
+    const tf_shard_spec spec = {.split = "train", .clips = 4, .seed = 1, .size = S, .frames = CLIP_S, .k = K,
+                                .card = CARD, .code_len = CLIP_S * CODE_RATE, .code_rate = CODE_RATE,
+                                .codec = "tiny-codec", .sample_rate = RATE};
+    tf_write_shard(tmp_path("ds/train-000.h5"), &spec);
 }
 
 static void train_model(void) {
@@ -100,7 +85,7 @@ static void train_model(void) {
         "train.warmup_steps=0", "train.ema_decay=0.5", "train.precision=f32", "train.device=cpu",
         "train.eval_every=0", "train.checkpoint_every=0"};
     gvm_config cfg;
-    GVM_CHECK(gvm_config_load(&cfg, NULL, (int)(sizeof kv / sizeof kv[0]), kv) == GVM_OK, "%s", gvm_error_message());
+    GVM_CHECK(tf_config(&cfg, kv, sizeof kv / sizeof kv[0], NULL), "the test's config does not load");
     gvm_train_opts o = {.quiet = true};
     GVM_CHECK(gvm_train_run(&cfg, tmp_path("run"), false, &o, NULL) == GVM_OK, "%s", gvm_error_message());
 }

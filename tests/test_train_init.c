@@ -18,48 +18,22 @@
 #include "data/dataset.h"
 #include "nn/gvmgen.h"
 #include "tests/test_util.h"
+#include "tests/train_fixture.h"
 #include "train/config.h"
 #include "train/loop.h"
 
 enum { S = 28, TV = 2, TM = 20, K = 4, CARD = 32 };
 
-static char g_dir[256];
-
-static const char *path_in(const char *a) {
-    static char buf[8][700];
-    static int k;
-    char *p = buf[k++ % 8];
-    snprintf(p, 700, "%s/%s", g_dir, a);
-    return p;
-}
-
 static void write_dataset(void) {
-    mkdir(path_in("ds"), 0777);
-    gvm_shard_info info = {.frame_height = S, .frame_width = S, .fps = 1.0, .sample_rate = 32000,
-                           .created_by = "test_train_init"};
-    gvm_shard_writer *w = NULL;
-    GVM_CHECK(gvm_shard_create(path_in("ds/train-000.h5"), &info, &w) == GVM_OK, "%s", gvm_error_message());
-    gvm_rng rng;
-    gvm_rng_init(&rng, 1);
-    for (int i = 0; i < 2; i++) {
-        uint8_t frames[TV * S * S * 3];
-        for (size_t j = 0; j < sizeof frames; j++) frames[j] = (uint8_t)gvm_rng_below(&rng, 256);
-        int16_t codes[K * TM];
-        for (int j = 0; j < K * TM; j++) codes[j] = (int16_t)gvm_rng_below(&rng, CARD);
-        float audio[64] = {0};
-        char id[16];
-        snprintf(id, sizeof id, "c%d", i);
-        gvm_clip c = {.clip_id = id, .split = "train", .duration = 2.0, .fps = 1.0, .sample_rate = 32000,
-                      .frames = frames, .num_frames = TV, .height = S, .width = S, .audio = audio, .num_samples = 64,
-                      .codes = {codes, K, TM, 10.0, "encodec_32khz"}};
-        GVM_CHECK(gvm_shard_add_clip(w, &c) == GVM_OK, "%s", gvm_error_message());
-    }
-    GVM_CHECK(gvm_shard_writer_close(w, true) == GVM_OK, "%s", gvm_error_message());
+    mkdir(tf_path("ds", NULL), 0777);
+    const tf_shard_spec spec = {.split = "train", .clips = 2, .seed = 1, .size = S, .frames = TV, .k = K, .card = CARD,
+                                .code_len = TM, .code_rate = 10.0, .codec = "encodec_32khz", .sample_rate = 32000};
+    tf_write_shard(tf_path("ds", "train-000.h5"), &spec);
 }
 
 static bool make_config(gvm_config *cfg, const char *vision, const char *lm, const char *extra) {
     static char dir_kv[700], v_kv[800], l_kv[800];
-    snprintf(dir_kv, sizeof dir_kv, "data.dir=%s", path_in("ds"));
+    snprintf(dir_kv, sizeof dir_kv, "data.dir=%s", tf_path("ds", NULL));
     snprintf(v_kv, sizeof v_kv, "model.vision.init=%s", vision ? vision : "\"\"");
     snprintf(l_kv, sizeof l_kv, "model.lm.init=%s", lm ? lm : "\"\"");
     const char *kv[] = {
@@ -71,19 +45,7 @@ static bool make_config(gvm_config *cfg, const char *vision, const char *lm, con
         "data.image_size=28", "data.batch_size=2", "train.steps=1", "train.lr=1e-12", "train.warmup_steps=0",
         "train.weight_decay=0", "train.ema_decay=0", "train.precision=f32", "train.device=cpu", "train.eval_every=0",
         "train.seed=5", v_kv, l_kv, extra ? extra : "train.log_every=1"};
-    gvm_status st = gvm_config_load(cfg, NULL, (int)(sizeof kv / sizeof kv[0]), kv);
-    return test_check(st == GVM_OK, "config", "load: %s", gvm_error_message());
-}
-
-static void build(const gvm_config *cfg, uint64_t seed, gvm_param_store *ps, gvm_nn_gvmgen *m) {
-    gvm_nn_gvmgen_cfg mc;
-    GVM_CHECK(gvm_train_model_cfg(cfg, &mc) == GVM_OK, "%s", gvm_error_message());
-    gvm_param_store_init(ps);
-    gvm_nn_gvmgen_init(m, ps, &mc);
-    gvm_param_store_finalize(ps);
-    gvm_rng rng;
-    gvm_rng_init(&rng, seed);
-    gvm_nn_gvmgen_reset_parameters(m, &rng);
+    return tf_config(cfg, kv, sizeof kv / sizeof kv[0], NULL);
 }
 
 // The parameters whose names start with one of `prefixes` into `path` (as gvm import writes a part);
@@ -119,19 +81,19 @@ static void test_init_loads(void) {
     if (!make_config(&cfg, NULL, NULL, NULL)) return;
     gvm_param_store pre;
     gvm_nn_gvmgen pm;
-    build(&cfg, 999, &pre, &pm);  // the "pretrained" model
+    tf_build_model(&cfg, 999, NULL, &pre, &pm);  // the "pretrained" model
     static const char *const vision[] = {"vision_model.", NULL}, *const lm[] = {"model.decoder.", "lm_heads.",
                                                                                 "enc_to_dec_proj.", NULL};
-    write_part(&pre, path_in("vit.safetensors"), vision, NULL, NULL);
-    write_part(&pre, path_in("lm.safetensors"), lm, NULL, NULL);
-    if (!make_config(&cfg, path_in("vit.safetensors"), path_in("lm.safetensors"), NULL)) return;
+    write_part(&pre, tf_path("vit.safetensors", NULL), vision, NULL, NULL);
+    write_part(&pre, tf_path("lm.safetensors", NULL), lm, NULL, NULL);
+    if (!make_config(&cfg, tf_path("vit.safetensors", NULL), tf_path("lm.safetensors", NULL), NULL)) return;
     gvm_train_opts o = {.quiet = true, .log = stderr};
-    gvm_status st = gvm_train_run(&cfg, path_in("run"), false, &o, NULL);
+    gvm_status st = gvm_train_run(&cfg, tf_path("run", NULL), false, &o, NULL);
     if (!TEST_CHECK(st == GVM_OK, "train from pretrained parts", "%s", gvm_error_message())) return;
     gvm_param_store got;
     gvm_nn_gvmgen gm;
-    build(&cfg, 1, &got, &gm);
-    GVM_CHECK(gvm_param_store_load(&got, path_in("run/ckpt-000000000001/model.safetensors"), false) == GVM_OK, "%s",
+    tf_build_model(&cfg, 1, NULL, &got, &gm);
+    GVM_CHECK(gvm_param_store_load(&got, tf_path("run/ckpt-000000000001/model.safetensors", NULL), false) == GVM_OK, "%s",
               gvm_error_message());
     const double dv = max_diff(&pre, &got, "vision_model."), dl = max_diff(&pre, &got, "model.decoder."),
                  dh = max_diff(&pre, &got, "lm_heads."), dp = max_diff(&pre, &got, "enc_to_dec_proj."),
@@ -139,8 +101,7 @@ static void test_init_loads(void) {
     TEST_CHECK(dv == 0, "ViT = the pretrained file (frozen)", "max diff %g", dv);
     TEST_CHECK(dl < 1e-9 && dh < 1e-9 && dp < 1e-9, "LM and projection = the pretrained file", "%g %g %g", dl, dh, dp);
     TEST_CHECK(dq > 1e-3, "the Q-Former keeps its own initialisation", "max diff %g", dq);
-    gvm_nn_gvmgen_free(&gm);
-    gvm_param_store_free(&got);
+    tf_free_model(&got, &gm);
 
     // Errors: each names the file and the tensor; no run folder is left with a checkpoint.
     struct { const char *name, *file, *skip, *extra, *want; } bad[] = {
@@ -149,15 +110,15 @@ static void test_init_loads(void) {
          "has no tensor 'vision_model.encoder.layers.1.mlp.fc2.bias'"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        write_part(&pre, path_in(bad[i].file), vision, bad[i].skip, bad[i].extra);
+        write_part(&pre, tf_path(bad[i].file, NULL), vision, bad[i].skip, bad[i].extra);
         gvm_config c;
-        make_config(&c, path_in(bad[i].file), NULL, NULL);
+        make_config(&c, tf_path(bad[i].file, NULL), NULL, NULL);
         char run[64];
         snprintf(run, sizeof run, "badrun%zu", i);
-        st = gvm_train_run(&c, path_in(run), false, &o, NULL);
+        st = gvm_train_run(&c, tf_path(run, NULL), false, &o, NULL);
         TEST_CHECK(st == GVM_ERR_FORMAT && strstr(gvm_error_message(), bad[i].want) &&
-                       strstr(gvm_error_message(), bad[i].file) && access(path_in(run), F_OK) == 0 &&
-                       access(strcat(strcpy((char[800]){0}, path_in(run)), "/latest"), F_OK) != 0,
+                       strstr(gvm_error_message(), bad[i].file) && access(tf_path(run, NULL), F_OK) == 0 &&
+                       access(tf_path(run, "latest"), F_OK) != 0,
                    bad[i].name, "%s", gvm_error_message());
     }
     // A mis-shaped tensor: the LM file of a model with another width.
@@ -165,34 +126,27 @@ static void test_init_loads(void) {
     make_config(&wide, NULL, NULL, "model.lm.width=64");
     gvm_param_store wps;
     gvm_nn_gvmgen wm;
-    build(&wide, 3, &wps, &wm);
-    write_part(&wps, path_in("wide-lm.safetensors"), lm, NULL, NULL);
+    tf_build_model(&wide, 3, NULL, &wps, &wm);
+    write_part(&wps, tf_path("wide-lm.safetensors", NULL), lm, NULL, NULL);
     gvm_config c;
-    make_config(&c, NULL, path_in("wide-lm.safetensors"), NULL);
-    st = gvm_train_run(&c, path_in("badwide"), false, &o, NULL);
+    make_config(&c, NULL, tf_path("wide-lm.safetensors", NULL), NULL);
+    st = gvm_train_run(&c, tf_path("badwide", NULL), false, &o, NULL);
     TEST_CHECK(st == GVM_ERR_FORMAT && strstr(gvm_error_message(), "wide-lm.safetensors") &&
                    strstr(gvm_error_message(), "but the model's is"),
                "mis-shaped tensor", "%s", gvm_error_message());
-    gvm_nn_gvmgen_free(&wm);
-    gvm_param_store_free(&wps);
+    tf_free_model(&wps, &wm);
 
     // A projection of another shape (another model.cond_dim) is skipped, not an error.
-    make_config(&c, NULL, path_in("lm.safetensors"), "model.cond_dim=8");
-    st = gvm_train_run(&c, path_in("otherproj"), false, &o, NULL);
+    make_config(&c, NULL, tf_path("lm.safetensors", NULL), "model.cond_dim=8");
+    st = gvm_train_run(&c, tf_path("otherproj", NULL), false, &o, NULL);
     TEST_CHECK(st == GVM_OK, "a projection of another shape is skipped", "%s", gvm_error_message());
-    gvm_nn_gvmgen_free(&pm);
-    gvm_param_store_free(&pre);
+    tf_free_model(&pre, &pm);
 }
 
 int main(int argc, char **argv) {
     test_init(argc, argv);
-    snprintf(g_dir, sizeof g_dir, "%s/gvm-init-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    GVM_CHECK(mkdtemp(g_dir), "cannot make a temporary folder");
+    train_fixture_init("gvm-init");
     write_dataset();
     test_init_loads();
-    int rc = test_finish();
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (rc == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
-    return rc;
+    return train_fixture_finish(test_finish());
 }

@@ -28,52 +28,26 @@
 #include "data/dataset.h"
 #include "nn/gvmgen.h"
 #include "tests/test_util.h"
+#include "tests/train_fixture.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
 #include "train/loop.h"
 
-enum { S = 28, TV = 2, TM = 20, K = 4, CARD = 32, MAX_STEPS = 64 };
+enum { S = 28, TV = 2, TM = 20, K = 4, CARD = 32 };
 
-static char g_dir[256];
-
-static const char *path_in(const char *a, const char *b) {
-    static char buf[8][700];
-    static int k;
-    char *p = buf[k++ % 8];
-    snprintf(p, 700, "%s/%s%s%s", g_dir, a, b ? "/" : "", b ? b : "");
-    return p;
-}
-
-// n clips of random frames and codes; the codes' values are a fixed function of the rng so the set repeats.
+// n clips of random frames and codes into <sub>/train-000.h5; the same set for the same seed.
 static void write_dataset(const char *sub, int n, uint64_t seed) {
-    mkdir(path_in(sub, NULL), 0777);
-    gvm_shard_info info = {.frame_height = S, .frame_width = S, .fps = 1.0, .sample_rate = 32000,
-                           .created_by = "test_train_loop"};
-    gvm_shard_writer *w = NULL;
-    GVM_CHECK(gvm_shard_create(path_in(sub, "train-000.h5"), &info, &w) == GVM_OK, "%s", gvm_error_message());
-    gvm_rng rng;
-    gvm_rng_init(&rng, seed);
-    for (int i = 0; i < n; i++) {
-        uint8_t frames[TV * S * S * 3];  // [T_v, S, S, 3]
-        for (size_t j = 0; j < sizeof frames; j++) frames[j] = (uint8_t)gvm_rng_below(&rng, 256);
-        int16_t codes[K * TM];  // [K, T_m]
-        for (int j = 0; j < K * TM; j++) codes[j] = (int16_t)gvm_rng_below(&rng, CARD);
-        float audio[64];
-        for (int j = 0; j < 64; j++) audio[j] = 0.1f * sinf((float)j);
-        char id[32];
-        snprintf(id, sizeof id, "clip%02d", i);
-        gvm_clip c = {.clip_id = id, .split = "train", .duration = 2.0, .fps = 1.0, .sample_rate = 32000,
-                      .frames = frames, .num_frames = TV, .height = S, .width = S, .audio = audio,
-                      .num_samples = 64, .codes = {codes, K, TM, 10.0, "encodec_32khz"}};
-        GVM_CHECK(gvm_shard_add_clip(w, &c) == GVM_OK, "%s", gvm_error_message());
-    }
-    GVM_CHECK(gvm_shard_writer_close(w, true) == GVM_OK, "%s", gvm_error_message());
+    mkdir(tf_path(sub, NULL), 0777);
+    const tf_shard_spec spec = {.split = "train", .clips = n, .seed = seed, .size = S, .frames = TV, .k = K,
+                                .card = CARD, .code_len = TM, .code_rate = 10.0, .codec = "encodec_32khz",
+                                .sample_rate = 32000};
+    tf_write_shard(tf_path(sub, "train-000.h5"), &spec);
 }
 
 // The tiny model and run; `extra` overrides (NULL-terminated) come last.
 static bool make_config(gvm_config *cfg, const char *data_sub, const char *const *extra) {
     static char dir_kv[700];
-    snprintf(dir_kv, sizeof dir_kv, "data.dir=%s", path_in(data_sub, NULL));
+    snprintf(dir_kv, sizeof dir_kv, "data.dir=%s", tf_path(data_sub, NULL));
     const char *base[] = {
         "model.vision.width=16", "model.vision.layers=2", "model.vision.heads=2", "model.vision.patch=14",
         "model.vision.image_size=28", "model.vision.freeze=false", "model.qformer.width=16",
@@ -87,51 +61,19 @@ static bool make_config(gvm_config *cfg, const char *data_sub, const char *const
         "train.grad_clip=1.0", "train.ema_decay=0.9", "train.grad_accum=1", "train.seed=7", "train.precision=f32",
         "train.device=cpu", "train.log_every=1", "train.checkpoint_every=2", "train.keep_checkpoints=0",
         "train.weight_decay=0.01"};
-    const char *all[96];
-    int n = 0;
-    for (size_t i = 0; i < sizeof base / sizeof base[0]; i++) all[n++] = base[i];
-    for (int i = 0; extra && extra[i]; i++) all[n++] = extra[i];
-    gvm_status st = gvm_config_load(cfg, NULL, n, all);
-    return test_check(st == GVM_OK, "config", "load: %s", gvm_error_message());
+    return tf_config(cfg, base, sizeof base / sizeof base[0], extra);
 }
 
-typedef struct recorder {
-    double loss[MAX_STEPS + 1];  // by step
-    int64_t last;
-    int64_t stop_at;             // set the stop flag after this step (0: never)
-    volatile sig_atomic_t stop;
-} recorder;
-
-static void on_step(void *user, int64_t step, double loss) {
-    recorder *r = user;
-    if (step <= MAX_STEPS) r->loss[step] = loss;
-    r->last = step;
-    if (r->stop_at && step >= r->stop_at) r->stop = 1;
-}
-
-static gvm_status run(const gvm_config *cfg, const char *run_sub, bool resume, recorder *r, gvm_train_result *res) {
-    gvm_train_opts o = {.stop = &r->stop, .quiet = true, .on_step = on_step, .user = r};
-    return gvm_train_run(cfg, path_in(run_sub, NULL), resume, &o, res);
-}
-
-static bool files_equal(const char *a, const char *b) {
-    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
-    bool eq = fa && fb;
-    while (eq) {
-        int ca = fgetc(fa), cb = fgetc(fb);
-        if (ca != cb) eq = false;
-        if (ca == EOF || cb == EOF) break;
-    }
-    if (fa) fclose(fa);
-    if (fb) fclose(fb);
-    return eq;
+static gvm_status run(const gvm_config *cfg, const char *run_sub, bool resume, tf_recorder *r, gvm_train_result *res) {
+    gvm_train_opts o = tf_opts(r);
+    return gvm_train_run(cfg, tf_path(run_sub, NULL), resume, &o, res);
 }
 
 static void test_overfit_and_metrics(void) {
     gvm_config cfg;
     const char *extra[] = {"train.steps=40", "train.lr=1e-2", "train.checkpoint_every=0", NULL};
     if (!make_config(&cfg, "ds4", extra)) return;
-    recorder r = {0};
+    tf_recorder r = {0};
     gvm_train_result res;
     gvm_status st = run(&cfg, "overfit", false, &r, &res);
     if (!test_check(st == GVM_OK, "overfit: run", "%s", gvm_error_message())) return;
@@ -144,7 +86,7 @@ static void test_overfit_and_metrics(void) {
     test_check(last5 < first5, "overfit: last 5 below first 5", "%g vs %g", last5 / 5, first5 / 5);
 
     // metrics.jsonl: one object per step, parsed back.
-    FILE *f = fopen(path_in("overfit", "metrics.jsonl"), "r");
+    FILE *f = fopen(tf_path("overfit", "metrics.jsonl"), "r");
     if (!test_check(f != NULL, "metrics: file", "missing")) return;
     char line[1024];
     int n = 0;
@@ -165,7 +107,7 @@ static void test_overfit_and_metrics(void) {
     }
     fclose(f);
     test_check(ok && n == 40, "metrics: 40 lines parse", "%d lines", n);
-    const char *ck = path_in("overfit", "ckpt-000000000040");
+    const char *ck = tf_path("overfit", "ckpt-000000000040");
     char p[800];
     bool present = true;
     const char *files[] = {"model.safetensors", "ema.safetensors", "optim.safetensors"};
@@ -173,10 +115,10 @@ static void test_overfit_and_metrics(void) {
         snprintf(p, sizeof p, "%s/%s", ck, files[i]);
         present = present && access(p, R_OK) == 0;
     }
-    test_check(present && access(path_in("overfit", "latest"), R_OK) == 0, "checkpoint: final files", "%s", ck);
+    test_check(present && access(tf_path("overfit", "latest"), R_OK) == 0, "checkpoint: final files", "%s", ck);
 
     // A fresh run into a folder with checkpoints is refused (it would mix two runs).
-    recorder r2 = {0};
+    tf_recorder r2 = {0};
     st = run(&cfg, "overfit", false, &r2, NULL);
     test_check(st == GVM_ERR_INVALID && strstr(gvm_error_message(), "--resume"), "fresh run over checkpoints refused",
                "%d: %s", st, gvm_error_message());
@@ -188,7 +130,7 @@ static void test_resume_identity(void) {
                            "model.lm.dropout=0.1", "model.lm.cond_dropout=0.3", "train.schedule=cosine",
                            "train.warmup_steps=2", NULL};
     if (!make_config(&cfg, "ds8", extra)) return;
-    recorder a = {0}, b = {0};
+    tf_recorder a = {0}, b = {0};
     gvm_train_result ra, rb1, rb2;
     gvm_status st = run(&cfg, "full", false, &a, &ra);
     if (!test_check(st == GVM_OK, "resume: full run", "%s", gvm_error_message())) return;
@@ -217,12 +159,12 @@ static void test_resume_identity(void) {
     const char *files[] = {"model.safetensors", "ema.safetensors", "optim.safetensors"};
     for (int i = 0; i < 3; i++) {
         char pa[800], pb[800];
-        snprintf(pa, sizeof pa, "%s/ckpt-000000000006/%s", path_in("full", NULL), files[i]);
-        snprintf(pb, sizeof pb, "%s/ckpt-000000000006/%s", path_in("split", NULL), files[i]);
-        test_check(files_equal(pa, pb), "resume: identical final files", "%s", files[i]);
+        snprintf(pa, sizeof pa, "%s/ckpt-000000000006/%s", tf_path("full", NULL), files[i]);
+        snprintf(pb, sizeof pb, "%s/ckpt-000000000006/%s", tf_path("split", NULL), files[i]);
+        test_check(tf_files_equal(pa, pb), "resume: identical final files", "%s", files[i]);
     }
     // metrics.jsonl of the split run: steps 1..6 once each (the resumed run appends after step 3).
-    FILE *f = fopen(path_in("split", "metrics.jsonl"), "r");
+    FILE *f = fopen(tf_path("split", "metrics.jsonl"), "r");
     int n = 0;
     char line[1024];
     bool ok = f != NULL;
@@ -240,13 +182,13 @@ static void test_nan(void) {
     const char *extra[] = {"train.checkpoint_every=1", "train.grad_clip=0", NULL};
     if (!make_config(&cfg, "ds4", extra)) return;
     cfg.train.lr = 1e30;  // past the schema's range on purpose
-    recorder r = {0};
+    tf_recorder r = {0};
     gvm_train_result res;
     char *buf = NULL;
     size_t len = 0;
     FILE *log = open_memstream(&buf, &len);
-    gvm_train_opts o = {.stop = &r.stop, .quiet = true, .on_step = on_step, .user = &r, .log = log};
-    gvm_status st = gvm_train_run(&cfg, path_in("nan", NULL), false, &o, &res);
+    gvm_train_opts o = {.stop = &r.stop, .quiet = true, .on_step = tf_on_step, .user = &r, .log = log};
+    gvm_status st = gvm_train_run(&cfg, tf_path("nan", NULL), false, &o, &res);
     fclose(log);
     const char *msg = gvm_error_message();
     printf("nan run: status %d after %lld steps: %s\n", st, (long long)res.steps_done, msg);
@@ -266,7 +208,7 @@ static void test_nan(void) {
     gvm_checkpoint_opts co = gvm_checkpoint_opts_default();
     gvm_checkpoint_loaded l;
     memset(&l, 0, sizeof l);
-    st = gvm_checkpoint_load_latest(path_in("nan", NULL), &ps, &co, &l);
+    st = gvm_checkpoint_load_latest(tf_path("nan", NULL), &ps, &co, &l);
     if (test_check(st == GVM_OK, "nan: last checkpoint loads", "%s", gvm_error_message())) {
         test_check(l.state.step == res.steps_done && l.skipped == NULL, "nan: last good step", "ckpt %lld, done %lld",
                    (long long)l.state.step, (long long)res.steps_done);
@@ -281,21 +223,16 @@ static void test_nan(void) {
 
 int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "--write-dataset") == 0) {  // a dataset for trying `gvm train` by hand
-        snprintf(g_dir, sizeof g_dir, "%s", argv[2]);
+        snprintf(g_train_dir, sizeof g_train_dir, "%s", argv[2]);
         write_dataset("ds4", 4, 1);
         return 0;
     }
     test_init(argc, argv);
-    snprintf(g_dir, sizeof g_dir, "%s/gvm-trainloop-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    GVM_CHECK(mkdtemp(g_dir), "cannot make a temporary folder");
+    train_fixture_init("gvm-trainloop");
     write_dataset("ds4", 4, 1);
     write_dataset("ds8", 8, 2);
     test_overfit_and_metrics();
     test_resume_identity();
     test_nan();
-    int rc = test_finish();
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (rc == 0 && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
-    return rc;
+    return train_fixture_finish(test_finish());
 }
