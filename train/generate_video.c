@@ -211,16 +211,19 @@ static gvm_status run(generator *g) {
         return gvm_error_set(GVM_ERR_NOT_FOUND, "%s: no video stream to make music for", r->video);
     uint8_t *frames = NULL;
     int64_t n_frames = 0;
-    if ((st = gvm_video_read_frames(r->video, c->data.fps, c->data.image_size, 0, r->duration > 0 ? r->duration : 0,
-                                    &frames, &n_frames)) != GVM_OK)
+    // Every frame whose time falls inside the duration: ceil(duration * fps) of them (the reader takes floor).
+    const double read_s = r->duration > 0 ? ceil(r->duration * c->data.fps - 1e-9) / c->data.fps : 0;
+    if ((st = gvm_video_read_frames(r->video, c->data.fps, c->data.image_size, 0, read_s, &frames, &n_frames)) !=
+        GVM_OK)
         return st;
     // The music lasts the requested duration, or as long as the frames sampled from the video.
     const double video_s = (double)n_frames / c->data.fps;
     double duration = r->duration > 0 ? r->duration : (info.duration_s > 0 ? fmin(info.duration_s, video_s) : video_s);
-    if (r->duration > 0 && r->duration > video_s + 1.0 / c->data.fps) {
+    const double length = info.duration_s > 0 ? info.duration_s : video_s;  // the container's, when it says
+    if (r->duration > 0 && r->duration > length + 1e-3) {
         free(frames);
-        return gvm_error_set(GVM_ERR_INVALID, "--duration %g s is longer than the video %s (%.2f s of frames at %d fps)",
-                             r->duration, r->video, video_s, c->data.fps);
+        return gvm_error_set(GVM_ERR_INVALID, "--duration %g s is longer than the video %s (%.2f s)", r->duration,
+                             r->video, length);
     }
     gvm_nn_window_plan plan;
     const double overlap = r->overlap >= 0 ? r->overlap : default_overlap(c);
