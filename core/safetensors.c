@@ -223,6 +223,8 @@ typedef struct {
     int64_t shape[GVM_MAX_DIMS];
     const void *data;
     size_t nbytes;
+    gvm_st_fill_fn fill;  // streamed: data is NULL and fill produces the bytes at write time
+    void *user;
 } writer_entry;
 
 struct gvm_st_writer {
@@ -253,6 +255,16 @@ void gvm_st_writer_add(gvm_st_writer *w, const char *name, gvm_dtype dtype, int 
     for (int d = 0; d < ndim; d++) e->shape[d] = shape[d];
     e->data = data;
     e->nbytes = (size_t)gvm_shape_numel(ndim, shape) * gvm_dtype_size(dtype);
+    e->fill = NULL;
+    e->user = NULL;
+}
+
+void gvm_st_writer_add_stream(gvm_st_writer *w, const char *name, gvm_dtype dtype, int ndim, const int64_t *shape,
+                              gvm_st_fill_fn fill, void *user) {
+    GVM_CHECK(fill, "tensor %s: streamed without a fill function", name);
+    gvm_st_writer_add(w, name, dtype, ndim, shape, NULL);
+    w->entries[w->n - 1].fill = fill;
+    w->entries[w->n - 1].user = user;
 }
 
 void gvm_st_writer_add_metadata(gvm_st_writer *w, const char *key, const char *value) {
@@ -337,7 +349,20 @@ gvm_status gvm_st_writer_write(gvm_st_writer *w, const char *path) {
     uint64_t n = padded;
     status = write_all(fd, &n, 8, tmp);
     if (status == GVM_OK) status = write_all(fd, hdr, padded, tmp);
-    for (int i = 0; i < w->n && status == GVM_OK; i++) status = write_all(fd, w->entries[i].data, w->entries[i].nbytes, tmp);
+    size_t scratch_bytes = 0;
+    for (int i = 0; i < w->n; i++)
+        if (w->entries[i].fill && w->entries[i].nbytes > scratch_bytes) scratch_bytes = w->entries[i].nbytes;
+    void *scratch = scratch_bytes ? GVM_MALLOC(scratch_bytes) : NULL;
+    for (int i = 0; i < w->n && status == GVM_OK; i++) {
+        const writer_entry *e = &w->entries[i];
+        if (e->fill) {
+            status = e->fill(e->user, scratch, e->nbytes);
+            if (status == GVM_OK) status = write_all(fd, scratch, e->nbytes, tmp);
+        } else {
+            status = write_all(fd, e->data, e->nbytes, tmp);
+        }
+    }
+    free(scratch);
     if (status == GVM_OK && fsync(fd) != 0)
         status = gvm_error_set(GVM_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
     if (close(fd) != 0 && status == GVM_OK)

@@ -47,6 +47,13 @@ gvm_st_writer *gvm_st_writer_new(void);
 // The writer keeps the pointer, not a copy: `data` must stay valid until gvm_st_writer_write.
 void gvm_st_writer_add(gvm_st_writer *w, const char *name, gvm_dtype dtype, int ndim, const int64_t *shape,
                        const void *data);
+// Streaming mode, for files larger than memory (gvm import): `fill(user, dst, nbytes)` is called during
+// gvm_st_writer_write to produce the tensor's bytes into a scratch buffer that the writer reuses for every
+// streamed tensor (one allocation, the size of the largest), so only one converted tensor exists at a time.
+// A fill error aborts the write (nothing is left at `path`) and is returned.
+typedef gvm_status (*gvm_st_fill_fn)(void *user, void *dst, size_t nbytes);
+void gvm_st_writer_add_stream(gvm_st_writer *w, const char *name, gvm_dtype dtype, int ndim, const int64_t *shape,
+                              gvm_st_fill_fn fill, void *user);
 void gvm_st_writer_add_metadata(gvm_st_writer *w, const char *key, const char *value);
 // Write to `path` atomically: a temporary file beside it, fsync, rename. An existing file at `path`
 // stays intact when anything fails.

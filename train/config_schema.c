@@ -42,7 +42,7 @@ static const gvm_config_key k_schema[] = {
          "cache the frozen ViT's output tokens (f16) in the shards, so training runs the ViT once per clip, "
          "not every epoch (needs model.vision.freeze)"),
     STR("model.vision.init", model.vision.init, "\"\"",
-        "ViT weights: a safetensors file from `gvm import` (\"\": random init)"),
+        "ViT weights: a file of `gvm import --format hf-clip-vision` (docs/pretrained.md; \"\": random init)"),
 
     INT("model.qformer.width", model.qformer.width, 1, 65536, "1024", "Q-Former width"),
     INT("model.qformer.layers", model.qformer.layers, 1, 1024, "6", "Q-Former layers"),
@@ -69,7 +69,7 @@ static const gvm_config_key k_schema[] = {
     FLT("model.lm.cond_dropout", model.lm.cond_dropout, 0, 1, "0.3",
         "probability that a sample's whole visual condition is dropped (classifier-free guidance)"),
     STR("model.lm.init", model.lm.init, "\"\"",
-        "LM weights: a safetensors file from `gvm import` of MusicGen (\"\": random init)"),
+        "LM weights: a file of `gvm import --format hf-musicgen` (docs/pretrained.md; \"\": random init)"),
     INT("model.cond_dim", model.cond_dim, 1, 65536, "768", "per-frame visual vector width (Q-Former projection output)"),
 
     STR("codec.name", codec.name, "encodec_32khz", "codec of the dataset's codes (clips with another are refused)"),
@@ -78,7 +78,7 @@ static const gvm_config_key k_schema[] = {
     INT("codec.codebooks", codec.codebooks, 1, 64, "4", "codebooks the codec produces"),
     INT("codec.card", codec.card, 2, 1 << 20, "2048", "entries per codec codebook"),
     STR("codec.init", codec.init, "\"\"",
-        "codec file (gvm train-codec's codec.safetensors or `gvm import`): gvm encode and gvm generate use it"),
+        "codec file (gvm train-codec's codec.safetensors, or `gvm import`: docs/pretrained.md) for gvm encode and generate"),
     INT("codec.filters", codec.filters, 1, 4096, "64", "codec to train: width of the first SEANet conv"),
     {"codec.ratios", GVM_CONFIG_INT_LIST, OFF(codec.ratios), OFF(codec.num_ratios), false, 1, 64, false, 1, 8, NULL,
      NULL, "[8, 5, 4, 4]", "codec to train: up-sampling ratios (decoder order); their product = sample_rate / frame_rate"},

@@ -13,6 +13,7 @@ int gvm_cmd_train(int argc, char **argv);
 int gvm_cmd_train_codec(int argc, char **argv);
 int gvm_cmd_encode(int argc, char **argv);
 int gvm_cmd_generate(int argc, char **argv);
+int gvm_cmd_import(int argc, char **argv);
 
 // The shared command line of the training commands (tools/gvm/train_cli.c): `gvm <name> CONFIG [KEY=VALUE
 // ...] [--run-dir DIR] [--resume RUN_DIR] [-q]`, running `run` (gvm_train_run, gvm_codec_train_run).

@@ -19,6 +19,7 @@ static const gvm_command g_commands[] = {
     {"encode", "fill the shards' codes with a codec's codes of each clip's audio", gvm_cmd_encode},
     {"generate", "music for a video from a trained checkpoint (WAV, and the video with it as MP4)", gvm_cmd_generate},
     {"train-codec", "train a small EnCodec-style codec on the shards' audio (offline codec)", gvm_cmd_train_codec},
+    {"import", "convert a Hugging Face repository (CLIP, MusicGen, EnCodec) into gvm weight files", gvm_cmd_import},
 };
 enum { N_COMMANDS = sizeof g_commands / sizeof g_commands[0] };
 
