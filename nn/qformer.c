@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "nn/backward_scope.h"
+
 gvm_nn_qformer_cfg gvm_nn_qformer_cfg_gvmgen(void) {
     return (gvm_nn_qformer_cfg){.width = 1024, .layers = 6, .heads = 16, .num_queries = 16, .encoder_width = 1024,
                                 .intermediate = 2048, .cross_attention_frequency = 2, .out_dim = 768,
@@ -123,12 +125,15 @@ gvm_tensor *gvm_nn_qformer_forward(gvm_ctx *ctx, const gvm_nn_qformer *m, gvm_te
     q = gvm_dropout(ctx, gvm_nn_layer_norm_forward(ctx, &m->layernorm, q), m->dropout);
     for (int64_t i = 0; i < m->n_layers; i++) {
         const gvm_nn_qformer_layer *l = &m->layers[i];
+        gvm_nn_backward_scope *sc;  // the layer's intermediate gradients are released when backward leaves it
+        q = gvm_nn_backward_scope_begin(ctx, q, l->has_cross_attention ? encoder : NULL, &sc);
         q = attention_forward(ctx, &l->attention, q, q, NULL, m->dropout);
         if (l->has_cross_attention)
             q = attention_forward(ctx, &l->crossattention, q, encoder, encoder_mask, m->dropout);
         gvm_tensor *h = gvm_gelu(ctx, gvm_nn_linear_forward(ctx, &l->intermediate, q));  // [B, Q, I]
         h = gvm_dropout(ctx, gvm_nn_linear_forward(ctx, &l->output, h), m->dropout);      // [B, Q, W]
         q = gvm_nn_layer_norm_forward(ctx, &l->output_layer_norm, gvm_add(ctx, h, q));
+        q = gvm_nn_backward_scope_end(ctx, q, sc);
     }
     if (queries_out) *queries_out = q;
     gvm_tensor *v = gvm_mean(ctx, q, 1, false);                                        // [B, W]

@@ -1,6 +1,8 @@
 // transformer.c: MusicGen's pre-norm decoder layer (see transformer.h).
 #include "nn/transformer.h"
 
+#include "nn/backward_scope.h"
+
 void gvm_nn_decoder_layer_init(gvm_nn_decoder_layer *m, gvm_param_store *ps, const char *prefix,
                                const gvm_nn_decoder_layer_cfg *cfg) {
     char name[GVM_NN_NAME_MAX];
@@ -39,6 +41,8 @@ void gvm_nn_decoder_layer_reset_parameters(gvm_nn_decoder_layer *m, gvm_rng *rng
 gvm_tensor *gvm_nn_decoder_layer_forward(gvm_ctx *ctx, const gvm_nn_decoder_layer *m, gvm_tensor *x,
                                          gvm_tensor *self_mask, gvm_tensor *cond, gvm_tensor *cond_mask,
                                          gvm_nn_decoder_layer_cache *cache) {
+    gvm_nn_backward_scope *sc;  // the layer's intermediate gradients are released when backward leaves it
+    x = gvm_nn_backward_scope_begin(ctx, x, m->cross_attention ? cond : NULL, &sc);
     gvm_tensor *h = gvm_nn_layer_norm_forward(ctx, &m->self_attn_layer_norm, x);              // [B, T, d]
     h = gvm_nn_attention_forward(ctx, &m->self_attn, h, NULL, self_mask, true, cache ? &cache->self_attn : NULL);
     x = gvm_add(ctx, x, gvm_dropout(ctx, h, m->dropout));
@@ -51,7 +55,7 @@ gvm_tensor *gvm_nn_decoder_layer_forward(gvm_ctx *ctx, const gvm_nn_decoder_laye
     }
     h = gvm_nn_layer_norm_forward(ctx, &m->final_layer_norm, x);
     h = gvm_nn_mlp_forward(ctx, &m->mlp, h);
-    return gvm_add(ctx, x, gvm_dropout(ctx, h, m->dropout));                                  // [B, T, d]
+    return gvm_nn_backward_scope_end(ctx, gvm_add(ctx, x, gvm_dropout(ctx, h, m->dropout)), sc);  // [B, T, d]
 }
 
 void gvm_nn_decoder_layer_cache_init(gvm_nn_decoder_layer_cache *c) {

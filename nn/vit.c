@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "nn/backward_scope.h"
+
 gvm_nn_vit_cfg gvm_nn_vit_cfg_clip_l14_336(void) {
     return (gvm_nn_vit_cfg){.image_size = 336, .patch_size = 14, .channels = 3, .width = 1024, .layers = 24,
                             .heads = 16, .mlp_dim = 4096, .act = GVM_NN_ACT_QUICK_GELU, .ln_eps = 1e-5f};
@@ -132,12 +134,29 @@ gvm_tensor *gvm_nn_patch_embed(gvm_ctx *ctx, gvm_tensor *images, gvm_tensor *wei
 
 // ---- forward --------------------------------------------------------------------------------------------------
 
+// Copies x into keep [B, N+1, W] (allocated before the marks) and releases everything allocated after them.
+static gvm_tensor *keep_release(gvm_ctx *ctx, gvm_tensor *keep, gvm_tensor *x, gvm_arena_mark host_mark,
+                                gvm_arena_mark data_mark) {
+    if (x != keep) gvm_device_copy(keep->data, keep->device, x->data, x->device, gvm_tensor_nbytes(x));
+    gvm_arena *data = gvm_ctx_data_arena(ctx);
+    gvm_arena_rewind(data, data_mark);
+    if (data != &ctx->arena) gvm_arena_rewind(&ctx->arena, host_mark);
+    return keep;
+}
+
 gvm_tensor *gvm_nn_vit_forward(gvm_ctx *ctx, const gvm_nn_vit *m, gvm_tensor *images, gvm_tensor **hidden_states) {
     GVM_CHECK(images->ndim == 4 && images->shape[1] == m->channels && images->shape[2] == m->image_size &&
                   images->shape[3] == m->image_size,
               "vit: images must be [B, %lld, %lld, %lld]", (long long)m->channels, (long long)m->image_size,
               (long long)m->image_size);
     const int64_t B = images->shape[0], W = m->width;
+    // Without a tape (the frozen ViT under no-grad) no intermediate is needed later, so each stage's
+    // output is copied into one buffer and everything the stage allocated is released: the ViT then needs
+    // one layer's activations at a time instead of all of them, and the rest of the model reuses the memory.
+    const bool transient = !hidden_states && !gvm_grad_enabled(ctx);
+    gvm_tensor *keep = transient ? gvm_tensor_empty(ctx, GVM_F32, 3, (int64_t[]){B, m->n_tokens, W}) : NULL;
+    gvm_arena *data = gvm_ctx_data_arena(ctx);
+    const gvm_arena_mark host_mark = gvm_arena_save(&ctx->arena), data_mark = gvm_arena_save(data);
     gvm_tensor *patches = gvm_nn_patch_embed(ctx, images, m->patch_weight);  // [B, N, W]
     // The CLS row for every image: a broadcast add onto zeros is the expand (its backward sums over B).
     gvm_tensor *cls = gvm_reshape(ctx, m->class_embedding, 3, (int64_t[]){1, 1, W});
@@ -145,14 +164,19 @@ gvm_tensor *gvm_nn_vit_forward(gvm_ctx *ctx, const gvm_nn_vit *m, gvm_tensor *im
     gvm_tensor *x = gvm_concat(ctx, (gvm_tensor *const[]){cls, patches}, 2, 1);      // [B, N+1, W]
     x = gvm_add(ctx, x, m->position_embedding);                                      // + [N+1, W]
     x = gvm_nn_layer_norm_forward(ctx, &m->pre_layrnorm, x);
+    if (transient) x = keep_release(ctx, keep, x, host_mark, data_mark);
     if (hidden_states) hidden_states[0] = x;
     for (int64_t i = 0; i < m->n_layers; i++) {
         const gvm_nn_vit_layer *l = &m->layers[i];
+        gvm_nn_backward_scope *sc;  // a trained ViT: the layer's gradients are released when backward leaves it
+        x = gvm_nn_backward_scope_begin(ctx, x, NULL, &sc);
         gvm_tensor *h = gvm_nn_layer_norm_forward(ctx, &l->layer_norm1, x);
         h = gvm_nn_attention_forward(ctx, &l->self_attn, h, NULL, NULL, false, NULL);
         x = gvm_add(ctx, x, h);
         h = gvm_nn_layer_norm_forward(ctx, &l->layer_norm2, x);
         x = gvm_add(ctx, x, gvm_nn_mlp_forward(ctx, &l->mlp, h));                   // [B, N+1, W]
+        x = gvm_nn_backward_scope_end(ctx, x, sc);
+        if (transient) x = keep_release(ctx, keep, x, host_mark, data_mark);
         if (hidden_states) hidden_states[i + 1] = x;
     }
     return x;

@@ -8,6 +8,7 @@
 #include "core/dispatch.h"
 #include "core/error.h"
 #include "core/ops.h"
+#include "core/ops/grad_internal.h"
 
 #ifdef GVM_HAVE_CUDA
 #include "core/cuda/elementwise.h"
@@ -31,8 +32,14 @@ typedef struct {
 static void binary_backward(gvm_ctx *ctx, gvm_node *node) {
     const binary_saved *s = node->saved;
     gvm_tensor *a = node->in[0], *b = node->in[1];
-    float *ga = gvm_needs_grad(a) ? gvm_grad_data(ctx, a) : NULL;
-    float *gb = gvm_needs_grad(b) ? gvm_grad_data(ctx, b) : NULL;
+    // Where an input's gradient is the output's unchanged (a of add/sub, b of add, not broadcast), that input
+    // takes the output's buffer and the kernel skips it. Never both: a == b (x + x) must still accumulate.
+    bool took_a = false, took_b = false;
+    if (s->op == GVM_BINARY_ADD || s->op == GVM_BINARY_SUB) took_a = a != b && gvm_grad_take(ctx, a, node->out);
+    if (s->op == GVM_BINARY_ADD && !took_a) took_b = a != b && gvm_grad_take(ctx, b, node->out);
+    if ((took_a || !gvm_needs_grad(a)) && (took_b || !gvm_needs_grad(b))) return;
+    float *ga = gvm_needs_grad(a) && !took_a ? gvm_grad_data(ctx, a) : NULL;
+    float *gb = gvm_needs_grad(b) && !took_b ? gvm_grad_data(ctx, b) : NULL;
     GVM_DISPATCH(k_binary_bwd, a->device, k_binary_name[s->op])
     (s->op, a->data, b->data, node->out->grad->data, ga, gb, &s->bc);
 }

@@ -10,6 +10,7 @@
 #include "core/dispatch.h"
 #include "core/error.h"
 #include "core/ops.h"
+#include "core/ops/grad_internal.h"
 
 #ifdef GVM_HAVE_CUDA
 #include "core/cuda/elementwise.h"
@@ -186,12 +187,21 @@ static void cpu_bias_rows_fill(float *Y, const float *b, int64_t rows, int64_t o
     for (int64_t r = 0; r < rows; r++) memcpy(Y + r * out_f, b, (size_t)out_f * sizeof(float));
 }
 
+// Each column is summed in double in row order, as a column-by-column loop would (the same bits on every
+// thread count), but rows are read contiguously: a thread owns a block of columns and streams every row's
+// slice of it, instead of striding down one column at a time (one cache line per element).
 static void cpu_bias_grad(const float *dY, float *db, int64_t rows, int64_t out_f) {
+    enum { BLOCK = 256 };
+    const int64_t n_blocks = (out_f + BLOCK - 1) / BLOCK;
 #pragma omp parallel for schedule(static) if (rows * out_f > 65536)
-    for (int64_t j = 0; j < out_f; j++) {
-        double acc = 0.0;
-        for (int64_t r = 0; r < rows; r++) acc += dY[r * out_f + j];
-        db[j] += (float)acc;
+    for (int64_t bl = 0; bl < n_blocks; bl++) {
+        const int64_t j0 = bl * BLOCK, nj = out_f - j0 < BLOCK ? out_f - j0 : BLOCK;
+        double acc[BLOCK] = {0};
+        for (int64_t r = 0; r < rows; r++) {
+            const float *row = dY + r * out_f + j0;
+            for (int64_t j = 0; j < nj; j++) acc[j] += row[j];
+        }
+        for (int64_t j = 0; j < nj; j++) db[j0 + j] += (float)acc[j];
     }
 }
 
@@ -208,7 +218,9 @@ static void linear_backward(gvm_ctx *ctx, gvm_node *node) {
     int64_t rows = gvm_shape_numel(x->ndim - 1, x->shape);
     const float *dY = node->out->grad->data;  // [rows, out]
     // Gradient buffers first: they may be allocated now, and must not fall inside the scratch mark.
-    float *dX = gvm_needs_grad(x) ? gvm_grad_data(ctx, x) : NULL;
+    // A first gradient of x is written by the GEMM (beta 0): no zero fill, no read of C.
+    bool fresh_x = false;
+    float *dX = gvm_needs_grad(x) ? gvm_grad_fresh(ctx, x, &fresh_x) : NULL;
     float *dW = gvm_needs_grad(w) ? gvm_grad_data(ctx, w) : NULL;
     float *db = gvm_needs_grad(bias) ? gvm_grad_data(ctx, bias) : NULL;
     gvm_arena *scratch = gvm_ctx_data_arena(ctx);
@@ -216,7 +228,7 @@ static void linear_backward(gvm_ctx *ctx, gvm_node *node) {
     const void *dYc = dX || dW ? gemm_operand(ctx, dev, s->dtype, dY, node->out->numel) : NULL;
     if (dX)  // dX[rows,in] += dY[rows,out] W[out,in]
         gemm(dev, s->dtype, false, false, rows, in_f, out_f, dYc, out_f,
-             gemm_operand(ctx, dev, s->dtype, w->data, w->numel), in_f, 1.0f, dX, in_f);
+             gemm_operand(ctx, dev, s->dtype, w->data, w->numel), in_f, fresh_x ? 0.0f : 1.0f, dX, in_f);
     if (dW)  // dW[out,in] += dY^T X
         gemm(dev, s->dtype, true, false, out_f, in_f, rows, dYc, out_f,
              gemm_operand(ctx, dev, s->dtype, x->data, x->numel), in_f, 1.0f, dW, in_f);

@@ -4,7 +4,8 @@
 //
 // Views (reshape; slice along axis 0) are arena structs whose data points into the base tensor's storage
 // (flags 0: they own nothing). Their gradient is a separate f32 buffer of their own shape, added into the
-// base's gradient by the view's backward.
+// base's gradient by the view's backward; a reshape whose base has no gradient yet hands the base its buffer
+// instead (ops/grad_internal.h).
 #include <string.h>
 
 #include "core/cpu/shape.h"
@@ -14,6 +15,7 @@
 #include "core/dispatch.h"
 #include "core/error.h"
 #include "core/ops.h"
+#include "core/ops/grad_internal.h"
 
 typedef void (*permute_fwd_fn)(const void *src, void *dst, size_t esize, int ndim, const int64_t *shape,
                                const int *perm);
@@ -62,6 +64,7 @@ static gvm_tensor *view_of(gvm_ctx *ctx, const gvm_tensor *base, int ndim, const
 static void identity_backward(gvm_ctx *ctx, gvm_node *node) {
     gvm_tensor *a = node->in[0];
     if (!gvm_needs_grad(a)) return;
+    if (a->dtype == GVM_F32 && gvm_grad_take(ctx, a, node->out)) return;  // the same values: share the buffer
     GVM_DISPATCH(k_identity_bwd, a->device, node->op)(node->out->grad->data, gvm_grad_data(ctx, a), a->numel);
 }
 
