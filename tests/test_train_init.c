@@ -4,7 +4,7 @@
 // parameters (vision_model.*) in one file and its LM (model.decoder.*, lm_heads.*) plus enc_to_dec_proj in
 // another. A run of 1 step (lr 1e-12: the update moves nothing measurable) from them then holds, in its
 // checkpoint: the ViT exactly (frozen), the LM and the projection within 1e-9, and the Q-Former of its own
-// seed (not in any file). Errors, each naming the file and tensor, the run not started: a tensor the model
+// seed (not in any file); and the same from the files gvm import writes of the transformers goldens. Errors, each naming the file and tensor, the run not started: a tensor the model
 // does not have, a mis-shaped tensor, a file missing a tensor the part needs. A projection of another shape
 // (MusicGen's 768 -> width against another model.cond_dim) is skipped with a note, not an error.
 #include <math.h>
@@ -19,7 +19,9 @@
 #include "nn/gvmgen.h"
 #include "tests/test_util.h"
 #include "tests/train_fixture.h"
+#include "train/init_weights.h"
 #include "train/config.h"
+#include "train/import_common.h"
 #include "train/loop.h"
 
 enum { S = 28, TV = 2, TM = 20, K = 4, CARD = 32 };
@@ -143,10 +145,63 @@ static void test_init_loads(void) {
     tf_free_model(&pre, &pm);
 }
 
+// The files gvm import writes from the Hugging Face goldens (tests/golden/data/import: a CLIP ViT of width 64 at
+// 28 px, a MusicGen LM of width 64, 4 codebooks of 16) start a run: the checkpoint's ViT is the file's exactly
+// (frozen), the LM within 1e-9 (lr 1e-12).
+static void test_from_import(void) {
+    char clip[900], lm[900];
+    snprintf(clip, sizeof clip, "%s/import/clip-l14", test_golden_dir());
+    snprintf(lm, sizeof lm, "%s/import/musicgen-causal", test_golden_dir());
+    gvm_import_opts o = {.out = tf_path("imported-vit.safetensors", NULL)};
+    gvm_status st = gvm_import_clip_vision(clip, &o);
+    TEST_CHECK(st == GVM_OK, "import the CLIP golden", "%s", gvm_error_message());
+    o.out = tf_path("imported-lm.safetensors", NULL);
+    st = gvm_import_musicgen(lm, &o);
+    TEST_CHECK(st == GVM_OK, "import the MusicGen golden", "%s", gvm_error_message());
+    mkdir(tf_path("ds16", NULL), 0777);
+    const tf_shard_spec spec = {.split = "train", .clips = 2, .seed = 3, .size = 28, .frames = TV, .k = 4, .card = 16,
+                                .code_len = TM, .code_rate = 10.0, .codec = "encodec_32khz", .sample_rate = 32000};
+    tf_write_shard(tf_path("ds16", "train-000.h5"), &spec);
+    static char dir_kv[800], v_kv[900], l_kv[900];
+    snprintf(dir_kv, sizeof dir_kv, "data.dir=%s", tf_path("ds16", NULL));
+    snprintf(v_kv, sizeof v_kv, "model.vision.init=%s", tf_path("imported-vit.safetensors", NULL));
+    snprintf(l_kv, sizeof l_kv, "model.lm.init=%s", tf_path("imported-lm.safetensors", NULL));
+    const char *kv[] = {"model.vision.width=64", "model.vision.layers=2", "model.vision.heads=1", "model.vision.patch=14",
+                        "model.vision.image_size=28", "model.vision.freeze=true", "model.qformer.width=16",
+                        "model.qformer.layers=2", "model.qformer.heads=2", "model.qformer.queries=2",
+                        "model.qformer.cross_every=2", "model.qformer.ffn=32", "model.lm.width=64", "model.lm.heads=1",
+                        "model.lm.layers=2", "model.lm.ffn=256", "model.cond_dim=16", "codec.codebooks=4",
+                        "codec.card=16", "codec.frame_rate=10", dir_kv, "data.clip_seconds=2", "data.fps=1",
+                        "data.image_size=28", "data.batch_size=2", "train.steps=1", "train.lr=1e-12",
+                        "train.warmup_steps=0", "train.weight_decay=0", "train.ema_decay=0", "train.precision=f32",
+                        "train.device=cpu", "train.eval_every=0", v_kv, l_kv};
+    gvm_config cfg;
+    if (!tf_config(&cfg, kv, sizeof kv / sizeof kv[0], NULL)) return;
+    gvm_train_opts to = {.quiet = true, .log = stderr};
+    st = gvm_train_run(&cfg, tf_path("run-imported", NULL), false, &to, NULL);
+    if (!TEST_CHECK(st == GVM_OK, "train from the imported files", "%s", gvm_error_message())) return;
+    gvm_param_store got, want;
+    gvm_nn_gvmgen gm, wm;
+    tf_build_model(&cfg, 1, tf_path("run-imported", "ckpt-000000000001/model.safetensors"), &got, &gm);
+    tf_build_model(&cfg, 1, NULL, &want, &wm);
+    int n = 0;
+    static const char *const vision[] = {"vision_model.", NULL}, *const lmp[] = {"model.decoder.", "lm_heads.", NULL};
+    static const char *const opt[] = {"enc_to_dec_proj.weight", "enc_to_dec_proj.bias", NULL};
+    GVM_CHECK(gvm_init_weights_load(&want, tf_path("imported-vit.safetensors", NULL), "vit", vision, NULL, NULL, &n) ==
+                  GVM_OK && gvm_init_weights_load(&want, tf_path("imported-lm.safetensors", NULL), "lm", lmp, opt,
+                                                  NULL, &n) == GVM_OK,
+              "%s", gvm_error_message());
+    const double dv = max_diff(&want, &got, "vision_model."), dl = max_diff(&want, &got, "model.decoder.");
+    TEST_CHECK(dv == 0 && dl < 1e-9, "the run starts from the imported weights", "ViT %g, LM %g", dv, dl);
+    tf_free_model(&got, &gm);
+    tf_free_model(&want, &wm);
+}
+
 int main(int argc, char **argv) {
     test_init(argc, argv);
     train_fixture_init("gvm-init");
     write_dataset();
     test_init_loads();
+    test_from_import();
     return train_fixture_finish(test_finish());
 }
