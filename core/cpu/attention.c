@@ -81,9 +81,12 @@ GVM_VEC_CLONES static void row_grad(float *s, float *dp, int64_t lim, int64_t n,
 
 // ---- blocking and scratch -------------------------------------------------------------------------------------
 
-// Below this many multiply-adds a team of threads costs more than it saves (gradient checks, tiny heads).
+// Below this many multiply-adds a team of threads costs more than it saves (gradient checks, tiny heads,
+// and the one-query decode steps of generation: at 2e5 a demo-sized step over a 400-step cache forked a
+// team for ~30 us of work, and on a busy 2-core machine each fork waited a scheduler slice for the second
+// thread, making a 500-frame generation 15x slower than on one thread). 2e6 is ~0.3 ms on one core.
 static bool worth_threads(const gvm_attention_dims *d) {
-    return (double)d->B * (double)d->H * (double)d->Tq * (double)d->Tk * (double)(d->D + d->Dv) > 2e5;
+    return (double)d->B * (double)d->H * (double)d->Tq * (double)d->Tk * (double)(d->D + d->Dv) > 2e6;
 }
 
 static int team_size(const gvm_attention_dims *d) { return worth_threads(d) ? omp_get_max_threads() : 1; }

@@ -24,7 +24,9 @@
 
 // Below these sizes a loop stays on one thread: fork/join would cost more than it saves.
 #define PAR_MIN_CHEAP 65536   // memory-bound loops (add, relu, a gradient sum)
-#define PAR_MIN_COSTLY 8192   // loops calling exp, erf, tanh, pow or Philox per element
+#define PAR_MIN_COSTLY 16384  // loops calling exp, erf, tanh, pow or Philox per element (a guided decode
+                              // step's GELU, 2 x 4096, stays on one thread: forking for it cost more
+                              // than the loop on a busy machine)
 #define COL_TILE 256          // columns per task in a column sum (double accumulators on the stack)
 #define MAX_PARTS 256         // most per-thread partial sums kept for a scalar gradient
 
