@@ -4,7 +4,7 @@
 #   -> codes in the shards (gvm encode) -> a tiny GVMGen (gvm train) -> music for a held-out video, as a WAV and
 #   an MP4 (gvm generate) -> a report of the measurements (runs/quickstart-report.md).
 #
-#   tools/quickstart.sh            # everything (about 20-30 minutes on 2 cores)
+#   tools/quickstart.sh            # everything (10-40 minutes on 2 cores, most of it the demo codec)
 #   tools/quickstart.sh --fast     # fewer steps (a few minutes; checks the pipeline, the music is noise)
 #
 # Safe to run again: the dataset build resumes, finished runs are resumed (nothing left to do), the codes are
