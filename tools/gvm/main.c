@@ -33,7 +33,8 @@ static void usage(FILE *out) {
             "\n"
             "commands:\n");
     for (int i = 0; i < N_COMMANDS; i++) fprintf(out, "  %-12s %s\n", g_commands[i].name, g_commands[i].summary);
-    fprintf(out, "\nSee docs/ for each command's reference (docs/prep.md, docs/train.md).\n");
+    fprintf(out, "\nSee docs/ for each command's reference (docs/prep.md, docs/train.md, docs/codec.md,\n"
+                 "docs/generate.md, docs/pretrained.md); tools/quickstart.sh runs them all on demo media.\n");
 }
 
 static void list_commands(FILE *out) {
