@@ -4,6 +4,8 @@
 // trimming, EncodecResnetBlock, EncodecLSTM and the two stacks.
 #include "nn/encodec_seanet.h"
 
+#include "core/device.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -302,8 +304,32 @@ void gvm_nn_encodec_seanet_free(gvm_nn_encodec_seanet *s) {
     s->n_layers = 0;
 }
 
+// Without a tape (encoding, decoding, evaluation) no intermediate is needed later: a layer's output is moved
+// to a scratch buffer, everything allocated since `mark` is released, and the output comes back as a new arena
+// tensor. The stack then needs one layer's activations at a time (the 32 kHz model on 10 s: ~3 GB -> a few
+// hundred MB) instead of all of them.
+static gvm_tensor *release_since(gvm_ctx *ctx, gvm_tensor *x, gvm_arena_mark host_mark, gvm_arena_mark data_mark) {
+    const size_t bytes = gvm_tensor_nbytes(x);
+    void *tmp = gvm_device_alloc(x->device, bytes);
+    gvm_device_copy(tmp, x->device, x->data, x->device, bytes);
+    const int ndim = x->ndim;
+    int64_t shape[GVM_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    const gvm_dtype dtype = x->dtype;
+    gvm_arena *data = gvm_ctx_data_arena(ctx);
+    gvm_arena_rewind(data, data_mark);
+    if (data != &ctx->arena) gvm_arena_rewind(&ctx->arena, host_mark);
+    gvm_tensor *y = gvm_tensor_empty(ctx, dtype, ndim, shape);
+    gvm_device_copy(y->data, y->device, tmp, y->device, bytes);
+    gvm_device_free(y->device, tmp);
+    return y;
+}
+
 gvm_tensor *gvm_nn_encodec_seanet_forward(gvm_ctx *ctx, const gvm_nn_encodec_seanet *s,
                                           const gvm_nn_encodec_cfg *cfg, gvm_tensor *x) {
+    const bool transient = !gvm_grad_enabled(ctx);
+    gvm_arena *data = gvm_ctx_data_arena(ctx);
+    const gvm_arena_mark host_mark = gvm_arena_save(&ctx->arena), data_mark = gvm_arena_save(data);
     for (int i = 0; i < s->n_layers; i++) {
         const gvm_nn_encodec_layer *L = &s->layers[i];
         switch (L->kind) {
@@ -321,6 +347,7 @@ gvm_tensor *gvm_nn_encodec_seanet_forward(gvm_ctx *ctx, const gvm_nn_encodec_sea
             x = gvm_elu(ctx, x, 1.0f);
             break;
         }
+        if (transient) x = release_since(ctx, x, host_mark, data_mark);
     }
     return x;
 }
