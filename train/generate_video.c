@@ -216,6 +216,10 @@ static gvm_status run(generator *g) {
     if ((st = gvm_video_read_frames(r->video, c->data.fps, c->data.image_size, 0, read_s, &frames, &n_frames)) !=
         GVM_OK)
         return st;
+    if (n_frames < 1) {
+        free(frames);
+        return gvm_error_set(GVM_ERR_FORMAT, "%s: no video frame could be read: give a video with pictures", r->video);
+    }
     // The music lasts the requested duration, or as long as the frames sampled from the video.
     const double video_s = (double)n_frames / c->data.fps;
     double duration = r->duration > 0 ? r->duration : (info.duration_s > 0 ? fmin(info.duration_s, video_s) : video_s);

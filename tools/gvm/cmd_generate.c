@@ -176,13 +176,18 @@ int gvm_cmd_generate(int argc, char **argv) {
         fprintf(stderr, "gvm generate: error: %s\n", gvm_error_message());
         return 1;
     }
+    char loud[64];
+    if (r.no_normalize)
+        snprintf(loud, sizeof loud, "not normalised");
+    else
+        snprintf(loud, sizeof loud, "loudness %.1f LUFS%s", rep.loudness.output_lufs,
+                 rep.loudness.action == GVM_LOUDNESS_PEAK_LIMITED ? " (peak-limited at -1 dBFS)"
+                 : rep.loudness.action == GVM_LOUDNESS_UNCHANGED ? " (too quiet to normalise)" : "");
     fprintf(stderr, "gvm generate: %s: %.2f s of music (%lld codec frames, %d window%s) from %s step %lld%s in "
-                    "%.1f s (LM %.1f s, %.2fx realtime); loudness %.1f LUFS%s\n",
+                    "%.1f s (LM %.1f s, %.2fx realtime); %s\n",
             r.out_wav, rep.duration, (long long)rep.codec_frames, rep.windows, rep.windows == 1 ? "" : "s",
             rep.checkpoint, (long long)rep.step, rep.used_ema ? " (EMA weights)" : "", rep.total_seconds,
-            rep.lm_seconds, rep.total_seconds > 0 ? rep.duration / rep.total_seconds : 0.0,
-            r.no_normalize ? rep.loudness.input_lufs : rep.loudness.output_lufs,
-            rep.loudness.action == GVM_LOUDNESS_PEAK_LIMITED ? " (peak-limited)" : "");
+            rep.lm_seconds, rep.total_seconds > 0 ? rep.duration / rep.total_seconds : 0.0, loud);
     if (r.mux) fprintf(stderr, "gvm generate: wrote %s (the video with the music)\n", r.mux);
     return 0;
 }
