@@ -85,8 +85,24 @@ static void cache_append(gvm_nn_kv_cache *c, const gvm_tensor *k, const gvm_tens
     c->len += tn;
 }
 
-// The cached keys or values as one contiguous arena tensor [B, len, H, D] (gvm_attention wants dense rows).
+// The cached keys or values as one contiguous tensor [B, len, H, D] (gvm_attention wants dense rows). With one
+// batch row the cache's prefix already is that tensor: a view of it (an arena struct owning nothing), so
+// decoding a sequence does not copy its whole cache at every step; with several rows, each row's prefix is
+// copied into an arena tensor.
 static gvm_tensor *cache_view(gvm_ctx *ctx, const gvm_nn_kv_cache *c, const float *buf) {
+    if (c->batch == 1) {
+        gvm_tensor *t = gvm_arena_calloc(&ctx->arena, sizeof *t);
+        t->dtype = GVM_F32;
+        t->device = c->device;
+        t->ndim = 4;
+        t->shape[0] = 1;
+        t->shape[1] = c->len;
+        t->shape[2] = c->heads;
+        t->shape[3] = c->head_dim;
+        t->numel = c->len * c->heads * c->head_dim;
+        t->data = (float *)buf;
+        return t;
+    }
     gvm_tensor *t = gvm_tensor_empty(ctx, GVM_F32, 4, (int64_t[]){c->batch, c->len, c->heads, c->head_dim});
     const size_t row = (size_t)(c->heads * c->head_dim) * sizeof(float);
     for (int64_t b = 0; b < c->batch; b++)
