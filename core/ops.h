@@ -118,6 +118,10 @@ typedef struct gvm_attention_opts {
     bool causal;            // query i sees keys j <= i + (Tk - Tq) (aligned at the end, as with a KV cache)
     gvm_tensor *key_mask;   // [B, Tk] bool/u8, nonzero = attend; NULL = all keys
     float scale;            // 0 = 1/sqrt(D)
+    // > 0: only the first kv_len of the Tk steps of k and v are keys (a KV cache's filled prefix inside its
+    // capacity, so decoding needs no copy of the cache); key_mask is then [B, kv_len]. Inference only: the CPU,
+    // f32, and no input may need a gradient.
+    int64_t kv_len;
 } gvm_attention_opts;
 // Scaled dot-product attention, multi-head, as one fused op. Heads stay interleaved as linear layers
 // produce them, so no permute copies are needed:

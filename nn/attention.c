@@ -85,21 +85,26 @@ static void cache_append(gvm_nn_kv_cache *c, const gvm_tensor *k, const gvm_tens
     c->len += tn;
 }
 
-// The cached keys or values as one contiguous tensor [B, len, H, D] (gvm_attention wants dense rows). With one
-// batch row the cache's prefix already is that tensor: a view of it (an arena struct owning nothing), so
-// decoding a sequence does not copy its whole cache at every step; with several rows, each row's prefix is
-// copied into an arena tensor.
-static gvm_tensor *cache_view(gvm_ctx *ctx, const gvm_nn_kv_cache *c, const float *buf) {
-    if (c->batch == 1) {
+// The cached keys or values for gvm_attention, without copying the cache where possible (decoding would
+// otherwise copy the whole cache of every layer at every step):
+//  * one batch row: the cache's prefix is a dense [1, len, H, D] tensor: a view of it;
+//  * several rows, on the CPU without a tape: a view of the whole buffer [B, cap, H, D], and *kv_len = len
+//    tells gvm_attention to use the first len steps of each row (gvm_attention_opts.kv_len);
+//  * otherwise (a GPU, or gradients): each row's prefix copied into a dense arena tensor [B, len, H, D].
+// A view is an arena struct that owns nothing.
+static gvm_tensor *cache_view(gvm_ctx *ctx, const gvm_nn_kv_cache *c, const float *buf, int64_t *kv_len) {
+    const bool whole = c->batch > 1 && c->device == GVM_DEVICE_CPU && !gvm_grad_enabled(ctx);
+    *kv_len = whole ? c->len : 0;
+    if (c->batch == 1 || whole) {
         gvm_tensor *t = gvm_arena_calloc(&ctx->arena, sizeof *t);
         t->dtype = GVM_F32;
         t->device = c->device;
         t->ndim = 4;
-        t->shape[0] = 1;
-        t->shape[1] = c->len;
+        t->shape[0] = c->batch;
+        t->shape[1] = whole ? c->cap : c->len;
         t->shape[2] = c->heads;
         t->shape[3] = c->head_dim;
-        t->numel = c->len * c->heads * c->head_dim;
+        t->numel = t->shape[0] * t->shape[1] * c->heads * c->head_dim;
         t->data = (float *)buf;
         return t;
     }
@@ -126,12 +131,13 @@ gvm_tensor *gvm_nn_attention_forward(gvm_ctx *ctx, const gvm_nn_attention *m, gv
               (long long)m->embed_dim);
     const int64_t B = x->shape[0], Tq = x->shape[1];
     gvm_tensor *q = project_heads(ctx, m, &m->q_proj, x);  // [B, Tq, H, D]
-    gvm_tensor *k, *v;                                     // [B, Tk, H, D]
+    gvm_tensor *k, *v;                                     // [B, Tk, H, D] (or [B, cap, H, D]: the first kv_len)
+    int64_t kv_len = 0;
     if (cache && cache->fixed) {  // cross-attention after its first step: the condition's K/V as cached
         GVM_CHECK(cache->batch == B, "attention: cached condition has batch %lld, x has %lld",
                   (long long)cache->batch, (long long)B);
-        k = cache_view(ctx, cache, cache->k);
-        v = cache_view(ctx, cache, cache->v);
+        k = cache_view(ctx, cache, cache->k, &kv_len);
+        v = cache_view(ctx, cache, cache->v, &kv_len);
     } else {
         gvm_tensor *src = kv ? kv : x;  // [B, Tk, Ekv]
         GVM_CHECK(src->ndim == 3 && src->shape[0] == B && src->shape[2] == m->kv_dim,
@@ -143,15 +149,16 @@ gvm_tensor *gvm_nn_attention_forward(gvm_ctx *ctx, const gvm_nn_attention *m, gv
             if (kv) {
                 cache->fixed = true;  // a condition: project once, keep using k, v as computed now
             } else if (cache->len > k->shape[1]) {
-                k = cache_view(ctx, cache, cache->k);
-                v = cache_view(ctx, cache, cache->v);
+                k = cache_view(ctx, cache, cache->k, &kv_len);
+                v = cache_view(ctx, cache, cache->v, &kv_len);
             }
         }
     }
+    const int64_t Tk = kv_len ? kv_len : k->shape[1];
     if (key_mask)
-        GVM_CHECK(key_mask->ndim == 2 && key_mask->shape[0] == B && key_mask->shape[1] == k->shape[1],
-                  "attention: key_mask must be [%lld, %lld]", (long long)B, (long long)k->shape[1]);
-    const gvm_attention_opts opts = {.causal = causal, .key_mask = key_mask, .scale = 0.0f};
+        GVM_CHECK(key_mask->ndim == 2 && key_mask->shape[0] == B && key_mask->shape[1] == Tk,
+                  "attention: key_mask must be [%lld, %lld]", (long long)B, (long long)Tk);
+    const gvm_attention_opts opts = {.causal = causal, .key_mask = key_mask, .scale = 0.0f, .kv_len = kv_len};
     gvm_tensor *o = gvm_attention(ctx, q, k, v, &opts);                        // [B, Tq, H, D]
     o = gvm_reshape(ctx, o, 3, (int64_t[]){B, Tq, m->embed_dim});              // [B, Tq, E]
     return gvm_nn_linear_forward(ctx, &m->out_proj, o);                        // [B, Tq, E]

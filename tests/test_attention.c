@@ -10,7 +10,8 @@
 
 // in: q [B, Tq, H, D], k [B, Tk, H, D], v [B, Tk, H, Dv], mask [B, Tk] or NULL.
 static gvm_tensor *fwd_attention(gvm_ctx *ctx, gvm_tensor **in, const test_params *p) {
-    gvm_attention_opts o = {test_param_i(p, "causal", 0) != 0, in[3], (float)test_param_f(p, "scale", 0.0)};
+    gvm_attention_opts o = {.causal = test_param_i(p, "causal", 0) != 0, .key_mask = in[3],
+                            .scale = (float)test_param_f(p, "scale", 0.0)};
     return gvm_attention(ctx, in[0], in[1], in[2], &o);
 }
 
@@ -158,7 +159,7 @@ static void reference_case(const attn_case *c) {
     double *rk = malloc((size_t)nk * sizeof(double)), *rv = malloc((size_t)nv * sizeof(double));
     reference(c, q->data, k->data, v->data, mask ? gvm_tensor_u8(mask) : NULL, g->data, ro, rq, rk, rv);
     gvm_ctx *ctx = gvm_ctx_new(1);
-    gvm_attention_opts o = {c->causal != 0, mask, c->scale};
+    gvm_attention_opts o = {.causal = c->causal != 0, .key_mask = mask, .scale = c->scale};
     const char *name = c->name;
     for (int pass = 0; pass < 2; pass++) {
         gvm_tensor *out = gvm_attention(ctx, q, k, v, &o);
@@ -198,7 +199,7 @@ static void no_visible_key(void) {
     gvm_tensor *v = test_randn(43, 4, (int64_t[]){B, Tk, H, D}, 1.0f, true);
     gvm_tensor *mask = make_mask(B, Tk, (const int[]){3, 0}, -1);  // batch row 1 sees nothing
     gvm_ctx *ctx = gvm_ctx_new(1);
-    gvm_attention_opts o = {true, mask, 0};  // causal with Tq > Tk: rows 0, 1 of batch row 0 see no key
+    gvm_attention_opts o = {.causal = true, .key_mask = mask};  // causal with Tq > Tk: rows 0, 1 of batch row 0 see no key
     gvm_tensor *out = gvm_attention(ctx, q, k, v, &o);
     gvm_backward(ctx, out);
     const float *y = out->data, *dq = q->grad->data, *dk = k->grad->data, *dv = v->grad->data;
@@ -224,11 +225,44 @@ static void no_visible_key(void) {
     gvm_tensor_free(q), gvm_tensor_free(k), gvm_tensor_free(v), gvm_tensor_free(mask);
 }
 
+// kv_len (a KV cache's prefix inside its capacity): k, v [B, cap, H, D] with kv_len = len give exactly what the
+// dense prefixes [B, len, H, D] give (the same kernel reads the same numbers), causal or not, with a key mask.
+static void kv_len_prefix(void) {
+    const int64_t B = 2, Tq = 3, H = 2, D = 4, cap = 9, len = 6;
+    gvm_ctx *ctx = gvm_ctx_new(1);
+    gvm_tensor *q = test_randn(11, 4, (int64_t[]){B, Tq, H, D}, 1.0f, false);
+    gvm_tensor *kc = test_randn(12, 4, (int64_t[]){B, cap, H, D}, 1.0f, false);
+    gvm_tensor *vc = test_randn(13, 4, (int64_t[]){B, cap, H, D}, 1.0f, false);
+    gvm_tensor *k = gvm_tensor_new(GVM_F32, 4, (int64_t[]){B, len, H, D}), *v = gvm_tensor_new(GVM_F32, 4, (int64_t[]){B, len, H, D});
+    const int64_t row = H * D;
+    for (int64_t b = 0; b < B; b++) {
+        memcpy(gvm_tensor_f32(k) + b * len * row, gvm_tensor_f32(kc) + b * cap * row, (size_t)(len * row) * sizeof(float));
+        memcpy(gvm_tensor_f32(v) + b * len * row, gvm_tensor_f32(vc) + b * cap * row, (size_t)(len * row) * sizeof(float));
+    }
+    gvm_tensor *mask = gvm_tensor_new(GVM_U8, 2, (int64_t[]){B, len});
+    for (int64_t i = 0; i < B * len; i++) gvm_tensor_u8(mask)[i] = (uint8_t)(i % 4 != 1);
+    for (int causal = 0; causal < 2; causal++) {
+        const gvm_attention_opts dense = {.causal = causal, .key_mask = mask};
+        const gvm_attention_opts prefix = {.causal = causal, .key_mask = mask, .kv_len = len};
+        const gvm_tensor *a = gvm_attention(ctx, q, k, v, &dense), *b = gvm_attention(ctx, q, kc, vc, &prefix);
+        TEST_CHECK(memcmp(a->data, b->data, (size_t)a->numel * sizeof(float)) == 0, "attention kv_len = dense prefix",
+                   "causal %d", causal);
+    }
+    gvm_tensor_free(q);
+    gvm_tensor_free(kc);
+    gvm_tensor_free(vc);
+    gvm_tensor_free(k);
+    gvm_tensor_free(v);
+    gvm_tensor_free(mask);
+    gvm_ctx_free(ctx);
+}
+
 int main(int argc, char **argv) {
     test_init(argc, argv);
     gradchecks();
     reference_cases();
     no_visible_key();
+    kv_len_prefix();
     const char *cases[] = {"self",   "self_causal",   "cross", "cross_causal_short_q", "cross_causal_long_q",
                            "masked", "masked_causal", "scale", "size1",                "large_scores",
                            "long_causal_masked", "long_cross"};

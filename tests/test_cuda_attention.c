@@ -50,7 +50,7 @@ typedef struct {
 static gvm_tensor *build(gvm_ctx *ctx, gvm_tensor **in, const void *arg) {
     const attn_arg *a = arg;
     gvm_tensor *mask = ctx->device == GVM_DEVICE_CPU ? a->mask_cpu : a->mask_gpu;
-    gvm_attention_opts o = {a->causal != 0, mask, a->scale};
+    gvm_attention_opts o = {.causal = a->causal != 0, .key_mask = mask, .scale = a->scale};
     if (a->shared) return gvm_attention(ctx, in[0], in[0], in[0], &o);
     return gvm_attention(ctx, in[0], in[1], in[2], &o);
 }
@@ -121,7 +121,7 @@ static gpu_run run_gpu(const attn_case *c, gvm_tensor *const host[3], const gvm_
         in[i] = gvm_tensor_to(host[i], GVM_DEVICE_CUDA);
         in[i]->requires_grad = true;
     }
-    gvm_attention_opts o = {c->causal != 0, mask, c->scale};
+    gvm_attention_opts o = {.causal = c->causal != 0, .key_mask = mask, .scale = c->scale};
     gvm_tensor *out = gvm_attention(ctx, in[0], in[1], in[2], &o);
     r.t[0] = gvm_tensor_to(out, GVM_DEVICE_CPU);
     gvm_tensor *sg = gvm_tensor_to(seed, GVM_DEVICE_CUDA);

@@ -141,8 +141,9 @@ static void fwd_block(const gvm_attention_dims *d, int64_t b, int64_t h, int64_t
     int64_t ldq = H * D, ldv = H * Dv;
     int64_t n = visible_keys(d, i0 + rows - 1, Tk);  // the block's last row sees the most keys
     const float *qb = q + ((b * Tq + i0) * H + h) * D;  // [rows, D], row stride H*D
-    const float *kb = k + (b * Tk * H + h) * D;         // [n, D]
-    const float *vb = v + (b * Tk * H + h) * Dv;        // [n, Dv]
+    const int64_t Sk = d->kv_stride ? d->kv_stride : Tk;  // k and v rows may hold more steps than Tk
+    const float *kb = k + (b * Sk * H + h) * D;         // [n, D]
+    const float *vb = v + (b * Sk * H + h) * Dv;        // [n, Dv]
     float *ob = out + ((b * Tq + i0) * H + h) * Dv;     // [rows, Dv]
     float *lb = lse + (b * H + h) * Tq + i0;            // [rows]
     const float *bb = bias ? bias + b * Tk : NULL;

@@ -20,6 +20,7 @@ typedef struct gvm_attention_dims {
     int64_t B, Tq, Tk, H, D, Dv;
     bool causal;  // query i sees key j iff j <= i + (Tk - Tq)
     float scale;  // multiplies q.k (already resolved: never 0 here)
+    int64_t kv_stride;  // steps between the batch entries of k and v (>= Tk; 0 = Tk); the forward kernel only
 } gvm_attention_dims;
 
 // Scratch bytes the kernels need (for the calling thread's OpenMP team); the caller allocates them (arena).

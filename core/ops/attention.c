@@ -96,6 +96,17 @@ gvm_tensor *gvm_attention(gvm_ctx *ctx, gvm_tensor *q, gvm_tensor *k, gvm_tensor
               "attention: v must be [B=%lld, Tk=%lld, H=%lld, Dv]", (long long)B, (long long)Tk, (long long)H);
     GVM_CHECK(D > 0, "attention: head dim D must be positive");
     GVM_CHECK(q->device == k->device && q->device == v->device, "attention: q, k, v on different devices");
+    // A KV cache's prefix: the first kv_len steps of k and v are the keys (k, v rows are Tk_all long).
+    const int64_t Tk_all = Tk, kv_len = opts ? opts->kv_len : 0;
+    if (kv_len > 0) {
+        GVM_CHECK(kv_len <= Tk_all, "attention: kv_len %lld exceeds k's %lld steps", (long long)kv_len,
+                  (long long)Tk_all);
+        GVM_CHECK(q->device == GVM_DEVICE_CPU && compute_type(ctx, q->device) == GVM_F32,
+                  "attention: kv_len is for f32 inference on the CPU");
+        GVM_CHECK(!gvm_needs_grad(q) && !gvm_needs_grad(k) && !gvm_needs_grad(v),
+                  "attention: kv_len is for inference (no input may need a gradient)");
+        Tk = kv_len;
+    }
     gvm_tensor *mask = opts ? opts->key_mask : NULL;
     if (mask) {
         GVM_CHECK(mask->dtype == GVM_BOOL || mask->dtype == GVM_U8, "attention: key_mask must be bool or u8");
@@ -104,7 +115,7 @@ gvm_tensor *gvm_attention(gvm_ctx *ctx, gvm_tensor *q, gvm_tensor *k, gvm_tensor
         GVM_CHECK(mask->device == q->device, "attention: key_mask on another device");
     }
     float scale = opts && opts->scale != 0.0f ? opts->scale : (float)(1.0 / sqrt((double)D));
-    gvm_attention_dims dims = {B, Tq, Tk, H, D, Dv, opts && opts->causal, scale};
+    gvm_attention_dims dims = {B, Tq, Tk, H, D, Dv, opts && opts->causal, scale, kv_len > 0 ? Tk_all : 0};
 
     gvm_tensor *out = gvm_tensor_empty(ctx, GVM_F32, 4, (int64_t[]){B, Tq, H, Dv});
     gvm_tensor *lse = gvm_tensor_empty(ctx, GVM_F32, 3, (int64_t[]){B, H, Tq});
