@@ -15,140 +15,64 @@
 #include "tests/test_util.h"
 
 
-// ---- a golden case: parameters by name, inputs, output and gradients ---------------------------------------
-typedef struct gcase {
-    const char *name;
-    gvm_safetensors *st;
-    test_params p;
-    const char *prefix;
-    gvm_param_store ps;
-    gvm_tensor *in[6];
-    const char *in_names[6];
-    int n_in;
-    gvm_ctx *ctx;
-} gcase;
-
-static bool case_open(gcase *c, const char *name) {
-    memset(c, 0, sizeof *c);
-    c->name = name;
-    char path[1024];
-    snprintf(path, sizeof path, "%s/nn/%s.safetensors", test_golden_dir(), name);
-    if (gvm_safetensors_open(path, &c->st) != GVM_OK)
-        return test_check(false, name, "cannot read golden: %s (regenerate: cd tests/golden && python3 "
-                          "generate.py --only nn)", gvm_error_message());
-    const char *params = gvm_safetensors_metadata(c->st, "params");
-    c->p = test_params_parse(params ? params : "");
-    c->prefix = gvm_safetensors_metadata(c->st, "prefix");
-    gvm_param_store_init(&c->ps);
-    c->ctx = gvm_ctx_new(7);
-    return true;
-}
-
-// After the module registered its parameters: finalize and load every one by its full name. The file
-// must hold exactly the store's parameters, so a wrong or missing name fails here.
-static bool case_load_params(gcase *c) {
-    gvm_param_store_finalize(&c->ps);
-    return nn_golden_load_params(c->st, &c->ps, c->name);
-}
-
-static gvm_tensor *case_input(gcase *c, const char *name) {
-    char key[128];
-    snprintf(key, sizeof key, "in.%s", name);
-    gvm_tensor *t = NULL;
-    GVM_CHECK(gvm_safetensors_load(c->st, key, &t) == GVM_OK, "%s", gvm_error_message());
-    t->requires_grad = t->dtype == GVM_F32;
-    c->in_names[c->n_in] = name;
-    c->in[c->n_in++] = t;
-    return t;
-}
-
-static void compare(gcase *c, const char *key, const gvm_tensor *got) {
-    char label[512];
-    snprintf(label, sizeof label, "%s %s", c->name, key);
-    nn_golden_compare(c->st, label, key, got);
-}
-
-// Compare the output, run backward with the stored upstream gradient, compare every gradient; clean up.
-static void case_finish(gcase *c, gvm_tensor *out) {
-    compare(c, "out", out);
-    const gvm_st_entry *gout = gvm_safetensors_find(c->st, "gout");
-    GVM_CHECK(gout && (int64_t)(gout->nbytes / 4) == out->numel, "%s: bad gout", c->name);
-    gvm_backward_with_grad(c->ctx, out, gout->data);
-    char key[GVM_NN_NAME_MAX + 32];
-    for (int i = 0; i < c->ps.n_params; i++) {
-        snprintf(key, sizeof key, "grad.param.%s", c->ps.params[i]->name);
-        compare(c, key, c->ps.params[i]->grad);
-    }
-    for (int i = 0; i < c->n_in; i++) {
-        if (c->in[i]->dtype == GVM_F32) {
-            snprintf(key, sizeof key, "grad.in.%s", c->in_names[i]);
-            compare(c, key, c->in[i]->grad);
-        }
-        gvm_tensor_free(c->in[i]);
-    }
-    gvm_ctx_free(c->ctx);
-    gvm_param_store_free(&c->ps);
-    gvm_safetensors_close(c->st);
-}
-
 // ---- goldens per module --------------------------------------------------------------------------------------
 static void golden_linear(const char *name) {
-    gcase c;
-    if (!case_open(&c, name)) return;
+    nn_golden_case c;
+    if (!nn_golden_case_open(&c, "nn", name)) return;
     gvm_nn_linear m;
     const gvm_nn_linear_cfg cfg = {test_param_i(&c.p, "in", 0), test_param_i(&c.p, "out", 0),
                                    test_param_i(&c.p, "bias", 0), 0};
     gvm_nn_linear_init(&m, &c.ps, c.prefix, &cfg);
-    case_load_params(&c);
-    case_finish(&c, gvm_nn_linear_forward(c.ctx, &m, case_input(&c, "x")));
+    nn_golden_case_load_params(&c);
+    nn_golden_case_finish_out(&c, gvm_nn_linear_forward(c.ctx, &m, nn_golden_case_input(&c, "x")));
 }
 
 static void golden_embedding(void) {
-    gcase c;
-    if (!case_open(&c, "embedding")) return;
+    nn_golden_case c;
+    if (!nn_golden_case_open(&c, "nn", "embedding")) return;
     gvm_nn_embedding m;
     const gvm_nn_embedding_cfg cfg = {test_param_i(&c.p, "num", 0), test_param_i(&c.p, "dim", 0), 0};
     gvm_nn_embedding_init(&m, &c.ps, c.prefix, &cfg);
-    case_load_params(&c);
-    case_finish(&c, gvm_nn_embedding_forward(c.ctx, &m, case_input(&c, "idx")));
+    nn_golden_case_load_params(&c);
+    nn_golden_case_finish_out(&c, gvm_nn_embedding_forward(c.ctx, &m, nn_golden_case_input(&c, "idx")));
 }
 
 static void golden_layer_norm(const char *name) {
-    gcase c;
-    if (!case_open(&c, name)) return;
+    nn_golden_case c;
+    if (!nn_golden_case_open(&c, "nn", name)) return;
     gvm_nn_layer_norm m;
     const gvm_nn_layer_norm_cfg cfg = {.dim = test_param_i(&c.p, "dim", 0), .eps = test_param_f(&c.p, "eps", 0)};
     gvm_nn_layer_norm_init(&m, &c.ps, c.prefix, &cfg);
     TEST_CHECK(m.eps == (float)test_param_f(&c.p, "eps", 0), name, "eps %g", m.eps);
-    case_load_params(&c);
-    case_finish(&c, gvm_nn_layer_norm_forward(c.ctx, &m, case_input(&c, "x")));
+    nn_golden_case_load_params(&c);
+    nn_golden_case_finish_out(&c, gvm_nn_layer_norm_forward(c.ctx, &m, nn_golden_case_input(&c, "x")));
 }
 
 static void golden_mlp(const char *name) {
-    gcase c;
-    if (!case_open(&c, name)) return;
+    nn_golden_case c;
+    if (!nn_golden_case_open(&c, "nn", name)) return;
     gvm_nn_mlp m;
     const char *act = test_param_s(&c.p, "act", "gelu");
     const gvm_nn_mlp_cfg cfg = {.dim = test_param_i(&c.p, "dim", 0), .hidden = test_param_i(&c.p, "hidden", 0),
                                 .act = strcmp(act, "quick_gelu") == 0 ? GVM_NN_ACT_QUICK_GELU : GVM_NN_ACT_GELU,
                                 .bias = test_param_i(&c.p, "bias", 0)};
     gvm_nn_mlp_init(&m, &c.ps, c.prefix, &cfg);
-    case_load_params(&c);
-    case_finish(&c, gvm_nn_mlp_forward(c.ctx, &m, case_input(&c, "x")));
+    nn_golden_case_load_params(&c);
+    nn_golden_case_finish_out(&c, gvm_nn_mlp_forward(c.ctx, &m, nn_golden_case_input(&c, "x")));
 }
 
 static void golden_attention(const char *name) {
-    gcase c;
-    if (!case_open(&c, name)) return;
+    nn_golden_case c;
+    if (!nn_golden_case_open(&c, "nn", name)) return;
     gvm_nn_attention m;
     const gvm_nn_attention_cfg cfg = {test_param_i(&c.p, "embed_dim", 0), test_param_i(&c.p, "heads", 0),
                                       test_param_i(&c.p, "kv_dim", 0), test_param_i(&c.p, "bias", 0), 0};
     gvm_nn_attention_init(&m, &c.ps, c.prefix, &cfg);
-    case_load_params(&c);
-    gvm_tensor *x = case_input(&c, "x");
-    gvm_tensor *cond = gvm_safetensors_find(c.st, "in.cond") ? case_input(&c, "cond") : NULL;
-    gvm_tensor *mask = gvm_safetensors_find(c.st, "in.mask") ? case_input(&c, "mask") : NULL;
-    case_finish(&c, gvm_nn_attention_forward(c.ctx, &m, x, cond, mask, test_param_i(&c.p, "causal", 0), NULL));
+    nn_golden_case_load_params(&c);
+    gvm_tensor *x = nn_golden_case_input(&c, "x");
+    gvm_tensor *cond = gvm_safetensors_find(c.st, "in.cond") ? nn_golden_case_input(&c, "cond") : NULL;
+    gvm_tensor *mask = gvm_safetensors_find(c.st, "in.mask") ? nn_golden_case_input(&c, "mask") : NULL;
+    nn_golden_case_finish_out(&c, gvm_nn_attention_forward(c.ctx, &m, x, cond, mask, test_param_i(&c.p, "causal", 0), NULL));
 }
 
 static gvm_nn_decoder_layer_cfg layer_cfg(const test_params *p) {
@@ -159,20 +83,20 @@ static gvm_nn_decoder_layer_cfg layer_cfg(const test_params *p) {
 }
 
 static void golden_decoder_layer(const char *name) {
-    gcase c;
-    if (!case_open(&c, name)) return;
+    nn_golden_case c;
+    if (!nn_golden_case_open(&c, "nn", name)) return;
     gvm_nn_decoder_layer m;
     const gvm_nn_decoder_layer_cfg cfg = layer_cfg(&c.p);
     gvm_nn_decoder_layer_init(&m, &c.ps, c.prefix, &cfg);
-    case_load_params(&c);
-    gvm_tensor *x = case_input(&c, "x");
+    nn_golden_case_load_params(&c);
+    gvm_tensor *x = nn_golden_case_input(&c, "x");
     gvm_tensor *smask = NULL, *cond = NULL, *cmask = NULL;
     if (cfg.cross_attention) {
-        smask = case_input(&c, "self_mask");
-        cond = case_input(&c, "cond");
-        cmask = case_input(&c, "cond_mask");
+        smask = nn_golden_case_input(&c, "self_mask");
+        cond = nn_golden_case_input(&c, "cond");
+        cmask = nn_golden_case_input(&c, "cond_mask");
     }
-    case_finish(&c, gvm_nn_decoder_layer_forward(c.ctx, &m, x, smask, cond, cmask, NULL));
+    nn_golden_case_finish_out(&c, gvm_nn_decoder_layer_forward(c.ctx, &m, x, smask, cond, cmask, NULL));
 }
 
 // ---- KV cache: decoding step by step equals the full causal forward ----------------------------------------

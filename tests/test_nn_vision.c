@@ -12,95 +12,6 @@
 
 #define TOL 1e-5  // as the core goldens: the twin runs in float64, so this is our f32 error alone
 
-// ---- a model golden: parameters by name, inputs, several outputs, gradients ---------------------------------
-typedef struct gcase {
-    const char *name;
-    gvm_safetensors *st;
-    test_params p;
-    const char *prefix;
-    gvm_param_store ps;
-    gvm_tensor *in[4];
-    const char *in_names[4];
-    int n_in;
-    gvm_ctx *ctx;
-    gvm_tensor *loss;  // sum_k sum(out_k * gout_k), built by case_output
-    gvm_tensor *gouts[4];
-    int n_gouts;
-} gcase;
-
-static bool case_open(gcase *c, const char *name) {
-    memset(c, 0, sizeof *c);
-    c->name = name;
-    char path[1024];
-    snprintf(path, sizeof path, "%s/nn_vision/%s.safetensors", test_golden_dir(), name);
-    if (gvm_safetensors_open(path, &c->st) != GVM_OK)
-        return test_check(false, name, "cannot read golden: %s (regenerate: cd tests/golden && python3 "
-                          "generate.py --only nn_vision)", gvm_error_message());
-    const char *params = gvm_safetensors_metadata(c->st, "params");
-    c->p = test_params_parse(params ? params : "");
-    c->prefix = gvm_safetensors_metadata(c->st, "prefix");
-    gvm_param_store_init(&c->ps);
-    c->ctx = gvm_ctx_new(7);
-    return true;
-}
-
-// The file must hold exactly the store's parameters, so a wrong, missing or extra name fails here.
-static bool case_load_params(gcase *c) {
-    gvm_param_store_finalize(&c->ps);
-    return nn_golden_load_params(c->st, &c->ps, c->name);
-}
-
-static gvm_tensor *case_input(gcase *c, const char *name) {
-    char key[128];
-    snprintf(key, sizeof key, "in.%s", name);
-    gvm_tensor *t = NULL;
-    GVM_CHECK(gvm_safetensors_load(c->st, key, &t) == GVM_OK, "%s", gvm_error_message());
-    t->requires_grad = t->dtype == GVM_F32;
-    c->in_names[c->n_in] = name;
-    c->in[c->n_in++] = t;
-    return t;
-}
-
-static void compare(gcase *c, const char *key, const gvm_tensor *got) {
-    char label[512];
-    snprintf(label, sizeof label, "%s %s", c->name, key);
-    nn_golden_compare(c->st, label, key, got);
-}
-
-// Compare output "out.<name>" and add sum(out * gout.<name>) to the loss.
-static void case_output(gcase *c, const char *name, gvm_tensor *out) {
-    char key[128];
-    snprintf(key, sizeof key, "out.%s", name);
-    compare(c, key, out);
-    snprintf(key, sizeof key, "gout.%s", name);
-    gvm_tensor *g = NULL;
-    GVM_CHECK(gvm_safetensors_load(c->st, key, &g) == GVM_OK && g->numel == out->numel, "%s: bad %s", c->name, key);
-    c->gouts[c->n_gouts++] = g;
-    gvm_tensor *term = gvm_sum(c->ctx, gvm_mul(c->ctx, out, g), GVM_AXIS_ALL, false);
-    c->loss = c->loss ? gvm_add(c->ctx, c->loss, term) : term;
-}
-
-// Backward from the summed loss, compare every parameter and input gradient; clean up.
-static void case_finish(gcase *c) {
-    gvm_backward(c->ctx, c->loss);
-    char key[GVM_NN_NAME_MAX + 32];
-    for (int i = 0; i < c->ps.n_params; i++) {
-        snprintf(key, sizeof key, "grad.param.%s", c->ps.params[i]->name);
-        compare(c, key, c->ps.params[i]->grad);
-    }
-    for (int i = 0; i < c->n_in; i++) {
-        if (c->in[i]->dtype == GVM_F32) {
-            snprintf(key, sizeof key, "grad.in.%s", c->in_names[i]);
-            compare(c, key, c->in[i]->grad);
-        }
-        gvm_tensor_free(c->in[i]);
-    }
-    for (int i = 0; i < c->n_gouts; i++) gvm_tensor_free(c->gouts[i]);
-    gvm_ctx_free(c->ctx);
-    gvm_param_store_free(&c->ps);
-    gvm_safetensors_close(c->st);
-}
-
 // ---- patch extraction == conv2d(stride = kernel) ------------------------------------------------------------
 static gvm_tensor *fwd_patch_embed(gvm_ctx *ctx, gvm_tensor **in, const test_params *p) {
     (void)p;
@@ -163,24 +74,24 @@ static gvm_nn_vit_cfg vit_cfg(const test_params *p) {
 }
 
 static void golden_vit(void) {
-    gcase c;
-    if (!case_open(&c, "vit")) return;
+    nn_golden_case c;
+    if (!nn_golden_case_open(&c, "nn_vision", "vit")) return;
     gvm_nn_vit m;
     const gvm_nn_vit_cfg cfg = vit_cfg(&c.p);
     gvm_nn_vit_init(&m, &c.ps, c.prefix, &cfg);
-    case_load_params(&c);
+    nn_golden_case_load_params(&c);
     gvm_tensor *hidden[8];
-    gvm_tensor *last = gvm_nn_vit_forward(c.ctx, &m, case_input(&c, "images"), hidden);  // [B, N+1, W]
+    gvm_tensor *last = gvm_nn_vit_forward(c.ctx, &m, nn_golden_case_input(&c, "images"), hidden);  // [B, N+1, W]
     TEST_CHECK(last == hidden[m.n_layers] && last->shape[1] == 10, "vit shapes", "tokens %lld",
                (long long)last->shape[1]);
     for (int64_t i = 0; i <= m.n_layers; i++) {
         char key[64];
         snprintf(key, sizeof key, "fwd.hidden.%lld", (long long)i);
-        compare(&c, key, hidden[i]);
+        nn_golden_case_compare(&c, key, hidden[i]);
     }
-    case_output(&c, "last", last);
-    case_output(&c, "pooled", gvm_nn_vit_pool(c.ctx, &m, last));
-    case_finish(&c);
+    nn_golden_case_output(&c, "last", last);
+    nn_golden_case_output(&c, "pooled", gvm_nn_vit_pool(c.ctx, &m, last));
+    nn_golden_case_finish(&c);
     gvm_nn_vit_free(&m);
 }
 
@@ -256,8 +167,8 @@ static gvm_nn_qformer_cfg qformer_cfg(const test_params *p) {
 }
 
 static void golden_qformer(void) {
-    gcase c;
-    if (!case_open(&c, "qformer")) return;
+    nn_golden_case c;
+    if (!nn_golden_case_open(&c, "nn_vision", "qformer")) return;
     gvm_nn_qformer m;
     const gvm_nn_qformer_cfg cfg = qformer_cfg(&c.p);
     gvm_nn_qformer_init(&m, &c.ps, c.prefix, &cfg);
@@ -265,14 +176,14 @@ static void golden_qformer(void) {
                "cross-attention must be in layer 0 only");
     TEST_CHECK(m.layers[0].attention.layer_norm.eps == 1e-12f && m.ln_post.eps == 1e-5f, "qformer eps",
                "layer eps %g, ln_post eps %g", m.layers[0].attention.layer_norm.eps, m.ln_post.eps);
-    case_load_params(&c);
-    gvm_tensor *enc = case_input(&c, "encoder");
-    gvm_tensor *mask = case_input(&c, "encoder_mask");
+    nn_golden_case_load_params(&c);
+    gvm_tensor *enc = nn_golden_case_input(&c, "encoder");
+    gvm_tensor *mask = nn_golden_case_input(&c, "encoder_mask");
     gvm_tensor *queries = NULL;
     gvm_tensor *vec = gvm_nn_qformer_forward(c.ctx, &m, enc, mask, &queries);  // [B, out]
-    case_output(&c, "vec", vec);
-    case_output(&c, "queries", queries);
-    case_finish(&c);
+    nn_golden_case_output(&c, "vec", vec);
+    nn_golden_case_output(&c, "queries", queries);
+    nn_golden_case_finish(&c);
     gvm_nn_qformer_free(&m);
 }
 

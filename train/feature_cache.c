@@ -5,21 +5,15 @@
 #include <glob.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/context.h"
 #include "core/device.h"
 #include "core/half.h"
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "train/run_files.h"
 
 enum { GROUP_BYTES = 512 << 20 };  // features held before a group is written back
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 const char *gvm_feature_source(const gvm_nn_gvmgen *m, char *buf) {
     const gvm_param_store *ps = m->ps;
@@ -168,7 +162,7 @@ gvm_status gvm_feature_cache_fill(gvm_ctx *ctx, const gvm_nn_gvmgen *m, const ch
         globfree(&g);
         return GVM_OK;
     }
-    const double t0 = now_seconds();
+    const double t0 = gvm_run_now();
     const bool was_training = ctx->training;
     ctx->training = false;
     gvm_no_grad_begin(ctx);
@@ -178,6 +172,6 @@ gvm_status gvm_feature_cache_fill(gvm_ctx *ctx, const gvm_nn_gvmgen *m, const ch
     gvm_no_grad_end(ctx);
     ctx->training = was_training;
     globfree(&g);
-    stats->seconds = now_seconds() - t0;
+    stats->seconds = gvm_run_now() - t0;
     return st;
 }
